@@ -1,0 +1,67 @@
+"""ctnn-quant: integer-only fixed-point quantization and the integer ONNX dialect.
+
+The core (this module's eager names) needs only numpy and onnx: the dialect and its
+checker, the numpy int64 reference interpreter, the integer semantics, the graph
+writer and the JSON sidecar. The torch side (post-training quantization of
+ctnn-models networks) loads on first use and needs the ``ctnn-quant[torch]`` extra.
+"""
+
+from importlib import import_module
+from typing import Any
+
+from ._dialect import (
+    MIN_OPSET,
+    SUPPORTED_OPS,
+    DialectError,
+    GraphSummary,
+    as_model,
+    check_model,
+    initializers,
+    load_model,
+)
+from ._graph import GraphBuilder, IntegerDense, IntegerMLP, random_integer_mlp
+from ._reference import REFERENCE_OPS, ReferenceInterpreter, register_op, run_reference
+from ._semantics import (
+    BitWidthError,
+    check_bits,
+    container_dtype,
+    quantize_multiplier,
+    requantize,
+    round_div,
+    signed_range,
+    trunc_div,
+)
+from ._sidecar import Sidecar, TensorQuant, read_sidecar, sha256_file, sidecar_path, write_sidecar
+
+__version__ = "0.1.0"
+
+# torch-side names, imported lazily so that the core never pulls torch
+_LAZY = {
+    "quantize_mlp": "._ptq",
+    "QuantizedModel": "._ptq",
+    "export_onnx": "._ptq",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        try:
+            mod = import_module(_LAZY[name], __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name == "torch" or (exc.name or "").startswith("ctnn.models"):
+                raise ModuleNotFoundError(
+                    f"ctnn.quant.{name} needs torch and ctnn-models: pip install 'ctnn-quant[torch]'"
+                ) from exc
+            raise
+        return getattr(mod, name)
+    raise AttributeError(f"module 'ctnn.quant' has no attribute {name!r}")
+
+
+__all__ = [
+    "MIN_OPSET", "SUPPORTED_OPS", "DialectError", "GraphSummary", "as_model", "check_model",
+    "initializers", "load_model", "GraphBuilder", "IntegerDense", "IntegerMLP",
+    "random_integer_mlp", "REFERENCE_OPS", "ReferenceInterpreter", "register_op",
+    "run_reference", "BitWidthError", "check_bits", "container_dtype", "quantize_multiplier",
+    "requantize", "round_div", "signed_range", "trunc_div", "Sidecar", "TensorQuant",
+    "read_sidecar", "sha256_file", "sidecar_path", "write_sidecar", *_LAZY,
+]  # fmt: skip
