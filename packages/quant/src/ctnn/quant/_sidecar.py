@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 SIDECAR_FORMAT = 1
 
 
@@ -29,6 +31,15 @@ class TensorQuant:
     scale: float
     zero_point: int = 0
     dtype: str = "int8"
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """Real values -> codes: ``clip(round(x / scale) + zero_point, lo, hi)`` (half away from zero)."""
+        q = np.sign(x) * np.floor(np.abs(np.asarray(x, np.float64)) / self.scale + 0.5)
+        return np.clip(q.astype(np.int64) + self.zero_point, self.lo, self.hi).astype(self.dtype)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        """Codes -> real values."""
+        return self.scale * (np.asarray(q, np.float64) - self.zero_point)
 
 
 @dataclass

@@ -1,0 +1,119 @@
+"""The whole path through the real `ctnn` command: train → quantize → verify (embedded Ray) → deploy → report."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from ctnn.pipeline import PipelineConfig, ResultStore
+
+TINY = """
+[pipeline]
+weight_bits = [4, 8]
+eps = [1, 3]
+samples = 3
+epochs = 40
+ltc_units = 8
+ltc_epochs = 1
+timeout_s = 20.0
+deploy_inputs = 1000
+"""
+
+
+def _ctnn(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ctnn.pipeline._cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    root = tmp_path_factory.mktemp("pipeline")
+    (root / "tiny.toml").write_text(TINY)
+    proc = _ctnn("pipeline", "--config", "tiny.toml", "--quiet", cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((root / "runs").iterdir())
+    assert len(runs) == 1
+    return runs[0], proc
+
+
+def test_prints_where_the_report_is(run):
+    run_dir, proc = run
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("report: "))
+    assert Path(line.removeprefix("report: ")) == (run_dir / "report.html").resolve()
+
+
+def test_everything_is_under_the_run_directory(run):
+    run_dir, _ = run
+    for rel in ["config.json", "models/mlp.safetensors", "models/mlp.json", "onnx/mlp_w4a4.onnx",
+                "onnx/mlp_w4a4.json", "onnx/mlp_w8a8.onnx", "results.sqlite", "report.html", "report.md"]:  # fmt: skip
+        assert (run_dir / rel).is_file(), rel
+    c_files = list((run_dir / "build").glob("*_c/model.c"))
+    assert len(c_files) == 2
+
+
+def test_verdicts_are_complete_and_witnesses_replay(run):
+    run_dir, _ = run
+    store = ResultStore(run_dir / "results.sqlite")
+    results = list(store.results())
+    store.close()
+    assert len(results) == 2 * 2 * 3  # bits x eps x samples
+    assert {r["verdict"] for r in results} <= {"robust", "vulnerable", "unknown"}
+    for r in results:
+        if r["verdict"] != "vulnerable":
+            continue
+        # replay the witness ourselves, in onnxruntime, on the exported file
+        onnx_path = run_dir / r["model"]
+        cex = np.asarray(r["counterexample"], np.int8).reshape(1, -1)
+        y = ort.InferenceSession(str(onnx_path)).run(None, {"x": cex})[0]
+        assert int(np.argmax(y)) != r["label"]
+        sc = json.loads(onnx_path.with_suffix(".json").read_text())
+        assert sc["input"]["lo"] <= cex.min() and cex.max() <= sc["input"]["hi"]
+
+
+def test_report_is_self_contained(run):
+    run_dir, _ = run
+    page = (run_dir / "report.html").read_text()
+    assert len(re.findall(r"src='data:image/png;base64,", page)) >= 2
+    png = base64.b64decode(re.search(r"base64,([^']+)'", page).group(1))
+    assert png[:4] == b"\x89PNG"
+    assert "bit-exact" in page and "apache-tvm" in page
+
+
+def test_rerun_resumes_and_duplicates_nothing(run):
+    run_dir, _ = run
+    before = (run_dir / "stages" / "verify.json").read_text()
+    proc = _ctnn("pipeline", "--config", "tiny.toml", "--run-dir", str(run_dir), cwd=run_dir.parent.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("done in an earlier run, skipped") == 5
+    assert (run_dir / "stages" / "verify.json").read_text() == before
+    store = ResultStore(run_dir / "results.sqlite")
+    assert len(store) == 12
+    store.close()
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    (tmp_path / "bad.toml").write_text("[pipeline]\nweight_bits = [1]\n")
+    proc = _ctnn("pipeline", "--config", "bad.toml", cwd=tmp_path)
+    assert proc.returncode == 2 and "bad.toml: weight bit-width must be in 2..16, got 1" in proc.stderr
+    (tmp_path / "bad2.toml").write_text("[pipeline]\neps = [-1]\n")
+    proc = _ctnn("pipeline", "--config", "bad2.toml", cwd=tmp_path)
+    assert proc.returncode == 2 and "eps must be non-negative" in proc.stderr
+    with pytest.raises(ValueError, match="unknown config keys \\['bitz'\\]"):
+        PipelineConfig.from_dict({"bitz": 3})
+
+
+def test_store_never_duplicates(tmp_path):
+    s = ResultStore(tmp_path / "r.sqlite")
+    assert s.put("k1", {"verdict": "robust"}) is True
+    assert s.put("k1", {"verdict": "vulnerable"}) is False
+    s.close()
+    s = ResultStore(tmp_path / "r.sqlite")
+    assert [r["verdict"] for r in s.results()] == ["robust"]

@@ -1,0 +1,134 @@
+"""Self-contained reports: one HTML file (figures embedded as PNG) plus a Markdown summary."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+
+@dataclass
+class _Block:
+    kind: str  # "h", "p", "table", "figure", "pre"
+    data: Any
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+@dataclass
+class Report:
+    """A report built section by section, written as HTML (self-contained) and Markdown.
+
+    >>> r = Report("Run 2026-11-22")
+    >>> r.heading("Accuracy"); r.table(["bits", "acc"], [[8, 0.97]])
+    >>> "<table>" in r.to_html()
+    True
+    """
+
+    title: str
+    blocks: list[_Block] = field(default_factory=list)
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.blocks.append(_Block("h", (level, text)))
+
+    def paragraph(self, text: str) -> None:
+        self.blocks.append(_Block("p", text))
+
+    def preformatted(self, text: str) -> None:
+        self.blocks.append(_Block("pre", text))
+
+    def table(self, headers: list[str], rows: list[list[Any]]) -> None:
+        self.blocks.append(_Block("table", (headers, [[_cell(v) for v in r] for r in rows])))
+
+    def figure(self, fig: Figure, caption: str, png_path: str | os.PathLike[str] | None = None) -> None:
+        """Embed ``fig``; also save it to ``png_path`` when given (the Markdown links it)."""
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        data = buf.getvalue()
+        if png_path is not None:
+            Path(png_path).write_bytes(data)
+        self.blocks.append(_Block("figure", (data, caption, png_path)))
+
+    def to_html(self) -> str:
+        out = [
+            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+            f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>",
+            f"<h1>{html.escape(self.title)}</h1>",
+        ]
+        for b in self.blocks:
+            if b.kind == "h":
+                lvl, text = b.data
+                out.append(f"<h{lvl}>{html.escape(text)}</h{lvl}>")
+            elif b.kind == "p":
+                out.append(f"<p>{html.escape(b.data)}</p>")
+            elif b.kind == "pre":
+                out.append(f"<pre>{html.escape(b.data)}</pre>")
+            elif b.kind == "table":
+                headers, rows = b.data
+                out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers))
+                out.append("</tr></thead><tbody>")
+                for r in rows:
+                    out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>")
+                out.append("</tbody></table>")
+            else:
+                data, caption, _ = b.data
+                src = "data:image/png;base64," + base64.b64encode(data).decode()
+                out.append(
+                    f"<figure><img src='{src}' alt='{html.escape(caption)}'>"
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                )
+        out.append("</body></html>")
+        return "\n".join(out)
+
+    def to_markdown(self) -> str:
+        out = [f"# {self.title}", ""]
+        for b in self.blocks:
+            if b.kind == "h":
+                lvl, text = b.data
+                out += ["#" * lvl + " " + text, ""]
+            elif b.kind == "p":
+                out += [b.data, ""]
+            elif b.kind == "pre":
+                out += ["```", b.data, "```", ""]
+            elif b.kind == "table":
+                headers, rows = b.data
+                out.append("| " + " | ".join(headers) + " |")
+                out.append("|" + "---|" * len(headers))
+                out += ["| " + " | ".join(r) + " |" for r in rows]
+                out.append("")
+            else:
+                _, caption, png = b.data
+                out += [f"![{caption}]({Path(png).name})" if png else f"*{caption}* (figure in the HTML report)", ""]
+        return "\n".join(out)
+
+    def write(self, directory: str | os.PathLike[str], stem: str = "report") -> tuple[Path, Path]:
+        """Write ``stem.html`` and ``stem.md`` into ``directory``; return both paths."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        h, m = d / f"{stem}.html", d / f"{stem}.md"
+        h.write_text(self.to_html(), encoding="utf-8")
+        m.write_text(self.to_markdown(), encoding="utf-8")
+        return h, m
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;margin:2em auto;
+padding:0 1em;color:#1b1b1b;line-height:1.45}
+h1{border-bottom:2px solid #333;padding-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:1em 0;font-size:.92em}
+th,td{border:1px solid #bbb;padding:.3em .6em;text-align:right}th{background:#f0f0f0}
+td:first-child,th:first-child{text-align:left}
+figure{margin:1em 0}img{max-width:100%}figcaption{font-size:.9em;color:#444}
+pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.85em}
+@media print{body{max-width:none}}
+"""

@@ -1,0 +1,53 @@
+"""Reports are self-contained and faithful to the results they are given."""
+
+import base64
+import re
+
+import pytest
+
+from ctnn.analysis import Report, plot_accuracy, plot_robustness, verdict_counts
+
+RESULTS = [
+    {"bits": 8, "eps": 1, "verdict": "robust"},
+    {"bits": 8, "eps": 1, "verdict": "robust"},
+    {"bits": 8, "eps": 2, "verdict": "vulnerable"},
+    {"bits": 4, "eps": 1, "verdict": "unknown"},
+    {"bits": 4, "eps": 2, "verdict": "vulnerable"},
+]
+
+
+def test_verdict_counts():
+    c = verdict_counts(RESULTS)
+    assert c[(8, 1)] == {"robust": 2, "vulnerable": 0, "unknown": 0}
+    assert c[(4, 2)]["vulnerable"] == 1
+    assert list(c) == sorted(c)
+
+
+def test_unknown_verdict_is_an_error():
+    with pytest.raises(ValueError, match="'maybe'"):
+        verdict_counts([{"bits": 8, "eps": 1, "verdict": "maybe"}])
+
+
+def test_report_is_self_contained_with_embedded_png(tmp_path):
+    r = Report("demo")
+    r.heading("Robustness")
+    r.table(["bits", "robust"], [[8, 2], [4, 0]])
+    r.figure(plot_robustness(RESULTS), "verdicts", png_path=tmp_path / "rob.png")
+    r.figure(plot_accuracy({8: {"float": 0.97, "integer": 0.96}, 4: {"float": 0.97, "integer": 0.9}}), "acc")
+    html_path, md_path = r.write(tmp_path)
+    page = html_path.read_text()
+    imgs = re.findall(r"src='data:image/png;base64,([^']+)'", page)
+    assert len(imgs) == 2
+    assert base64.b64decode(imgs[0])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "http" not in page  # nothing to fetch
+    assert "<td>8</td><td>2</td>" in page
+    md = md_path.read_text()
+    assert "| bits | robust |" in md and "![verdicts](rob.png)" in md
+    assert (tmp_path / "rob.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_html_escapes_text():
+    r = Report("<script>")
+    r.paragraph("a < b & c")
+    page = r.to_html()
+    assert "<script>" not in page.split("<body>")[1] and "a &lt; b &amp; c" in page

@@ -1,0 +1,96 @@
+"""``ctnn-deploy``: build an integer ONNX graph for a target, run a build on integer codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ctnn.quant import DialectError
+
+from ._errors import DeployError
+
+
+def _build(args: argparse.Namespace) -> int:
+    from ._build import build
+    from ._toolchain import compile_c
+
+    res = build(args.model, target=args.target, out_dir=args.out)
+    print(f"built {res.target} model in {res.out_dir} ({res.seconds:.1f} s)")
+    for key in ("api", "arena_bytes", "workspace_bytes", "const_bytes"):
+        if key in res.info:
+            print(f"  {key}: {res.info[key]}")
+    if args.compile and res.target == "c":
+        mod = compile_c(res.out_dir)
+        print(f"  host program: {mod.executable}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ._build import BuildResult
+
+    res = BuildResult.from_dir(args.build_dir)
+    loaded = np.load(args.input)
+    feeds = dict(loaded) if isinstance(loaded, np.lib.npyio.NpzFile) else {res.inputs[0].name: loaded}
+    out = res.load().run(feeds)
+    outs = out if isinstance(out, dict) else {res.outputs[0].name: out}
+    if args.output:
+        if len(outs) == 1:
+            np.save(args.output, next(iter(outs.values())))
+        else:
+            np.savez(args.output, **outs)
+        print(f"wrote {args.output}")
+    else:
+        for name, a in outs.items():
+            print(f"# {name}: {a.dtype} {list(a.shape)}")
+            np.savetxt(sys.stdout, a.reshape(a.shape[0], -1) if a.ndim > 1 else a[None], fmt="%d")
+    if args.check:
+        from ctnn.quant import ReferenceInterpreter
+
+        ref = ReferenceInterpreter(res.out_dir / "model.onnx").run(feeds)
+        bad = {k: int(np.sum(np.any((ref[k] != v).reshape(len(v), -1), axis=1))) for k, v in outs.items()}
+        n = len(next(iter(outs.values())))
+        for k, nb in bad.items():
+            print(f"check {k}: {n - nb}/{n} samples equal to the reference", file=sys.stderr)
+        return 1 if any(bad.values()) else 0
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="ctnn-deploy",
+        description="Compile integer ONNX graphs for a target (c, host) and run the builds.",
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="compile an integer ONNX graph into a build directory")
+    b.add_argument("model", type=Path, help="integer ONNX graph (.onnx)")
+    b.add_argument("--target", default="c", help="c (standalone C sources) or host/llvm (TVM + LLVM)")
+    b.add_argument(
+        "--out", type=Path, required=True, help="build directory (replaced if it is an earlier build)"
+    )
+    b.add_argument(
+        "--compile", action="store_true", help="also compile the host test program (C target, gcc)"
+    )
+    b.set_defaults(fn=_build)
+    r = sub.add_parser("run", help="run a build directory on integer codes")
+    r.add_argument("build_dir", type=Path)
+    r.add_argument(
+        "--input", type=Path, required=True, help="integer codes [N, ...]: .npy, or .npz keyed by input name"
+    )
+    r.add_argument("--output", type=Path, help="write the outputs here (.npy) instead of printing them")
+    r.add_argument(
+        "--check", action="store_true", help="compare with ctnn-quant's reference; exit 1 on a mismatch"
+    )
+    r.set_defaults(fn=_run)
+    args = p.parse_args(argv)
+    try:
+        return args.fn(args)
+    except (DialectError, DeployError, FileNotFoundError, ValueError, TypeError, KeyError) as exc:
+        print(f"ctnn-deploy: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

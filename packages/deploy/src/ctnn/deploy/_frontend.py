@@ -1,0 +1,167 @@
+"""ONNX (integer dialect) -> TVM Relax, with the batch fixed to 1 and the optimisation pipeline applied.
+
+Every target starts from :func:`lower`. TVM is imported here, lazily, so that
+``import ctnn.deploy`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ctnn.quant import as_model
+
+from ._errors import FrontendError
+from ._spec import TensorSpec
+
+#: The Relax passes run after import, in order (names in ``tvm.relax.transform``).
+#: LegalizeOps turns every Relax op into a TIR PrimFunc called through ``call_tir``;
+#: FoldConstant evaluates constant sub-graphs (e.g. the int8 -> int32 weight casts);
+#: FuseOps + FuseTIR merge each dense layer with its requantization into one kernel.
+PIPELINE: tuple[str, ...] = (
+    "LegalizeOps",
+    "AnnotateTIROpPattern",
+    "FoldConstant",
+    "FuseOps",
+    "FuseTIR",
+    "DeadCodeElimination",
+)
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """An integer ONNX graph imported into TVM Relax and optimised; the input of every target."""
+
+    mod: Any  # tvm.IRModule: Relax ``main`` calling fused TIR PrimFuncs through call_tir
+    model: onnx.ModelProto
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    source: str
+    sha256: str
+
+
+def _dtype_name(elem_type: int) -> str:
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).name
+
+
+def _graph_inputs(model: onnx.ModelProto, source: str) -> list[TensorSpec]:
+    inits = {i.name for i in model.graph.initializer}
+    specs = []
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        t = vi.type.tensor_type
+        if not t.HasField("shape"):
+            raise FrontendError(f"{source}: input {vi.name!r} has no declared shape")
+        dims, batched = [], False
+        for k, d in enumerate(t.shape.dim):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                dims.append(d.dim_value)
+            elif k == 0:
+                dims.append(1)
+                batched = True
+            else:
+                name = d.dim_param or "?"
+                raise FrontendError(
+                    f"{source}: input {vi.name!r} has a symbolic dimension {name!r} at axis {k}; "
+                    "only the batch dimension (axis 0) may be symbolic"
+                )
+        specs.append(TensorSpec(vi.name, _dtype_name(t.elem_type), tuple(dims), batched))
+    return specs
+
+
+def _failing_node(exc: BaseException) -> onnx.NodeProto | None:
+    """The ONNX node TVM's importer was converting when ``exc`` was raised (from the traceback)."""
+    tb = exc.__traceback__
+    node = None
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "_construct_nodes" and isinstance(
+            frame.f_locals.get("node"), onnx.NodeProto
+        ):
+            node = frame.f_locals["node"]
+        tb = tb.tb_next
+    return node
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}"
+
+
+def lower(model: onnx.ModelProto | str | os.PathLike[str]) -> Lowered:
+    """Import an integer ONNX graph (path or ModelProto) into TVM Relax and optimise it.
+
+    The graph is checked against ctnn's integer dialect first (a
+    :class:`ctnn.quant.DialectError` names the node and op outside it). The
+    symbolic batch dimension is fixed to 1: deployed models run one sample at a time.
+
+    >>> from ctnn.quant import random_integer_mlp
+    >>> low = lower(random_integer_mlp([16, 8, 4]).to_onnx())
+    >>> low.inputs[0].shape, low.outputs[0].shape
+    ((1, 16), (1, 4))
+    """
+    source = str(model) if not isinstance(model, onnx.ModelProto) else "<model>"
+    proto = as_model(model)
+    sha = hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
+    inputs = _graph_inputs(proto, source)
+
+    try:
+        import tvm
+        from tvm import relax
+        from tvm.relax.frontend.onnx import from_onnx
+    except Exception as exc:  # pragma: no cover - depends on the installation
+        raise FrontendError(f"cannot import TVM (apache-tvm>=0.27 is required): {_first_line(exc)}") from exc
+
+    try:
+        mod = from_onnx(
+            proto,
+            shape_dict={s.name: list(s.shape) for s in inputs},
+            dtype_dict={s.name: s.dtype for s in inputs},
+            keep_params_in_input=False,
+        )
+    except Exception as exc:
+        node = _failing_node(exc)
+        where = f"node {node.name!r} (op {node.op_type})" if node is not None else "the graph"
+        raise FrontendError(
+            f"{source}: TVM {tvm.__version__} could not import {where}: {_first_line(exc)}"
+        ) from exc
+
+    passes = [getattr(relax.transform, name)() for name in PIPELINE]
+    try:
+        with tvm.transform.PassContext(opt_level=3):
+            mod = tvm.transform.Sequential(passes)(mod)
+    except Exception as exc:
+        raise FrontendError(f"{source}: TVM's Relax pipeline failed: {_first_line(exc)}") from exc
+
+    outputs = _outputs(proto, mod, source)
+    return Lowered(
+        mod=mod, model=proto, inputs=tuple(inputs), outputs=tuple(outputs), source=source, sha256=sha
+    )
+
+
+def _outputs(proto: onnx.ModelProto, mod: Any, source: str) -> list[TensorSpec]:
+    from tvm import relax
+
+    ret = mod["main"].ret_ty  # TVM 0.27: ret_struct_info is now ret_ty (a relax.Type)
+    infos = list(ret.fields) if isinstance(ret, relax.TupleType) else [ret]
+    if len(infos) != len(proto.graph.output):
+        raise FrontendError(
+            f"{source}: TVM's main returns {len(infos)} tensors, the graph declares {len(proto.graph.output)}"
+        )
+    specs = []
+    for vi, info in zip(proto.graph.output, infos):
+        shape = tuple(int(v) for v in info.shape.values)
+        dtype = str(info.dtype)
+        declared = _dtype_name(vi.type.tensor_type.elem_type) if vi.type.tensor_type.elem_type else dtype
+        if declared != dtype:
+            raise FrontendError(f"{source}: output {vi.name!r} is {declared} in ONNX but {dtype} in TVM")
+        dims = vi.type.tensor_type.shape.dim
+        batched = bool(dims) and not (dims[0].HasField("dim_value") and dims[0].dim_value > 0)
+        specs.append(TensorSpec(vi.name, dtype, shape, batched))
+    return specs

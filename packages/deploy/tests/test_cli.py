@@ -1,0 +1,62 @@
+"""The ctnn-deploy command line: build a graph, run a build directory, report errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from ctnn.deploy._cli import main
+from ctnn.quant import ReferenceInterpreter
+
+
+@pytest.fixture
+def files(small_model, tmp_path):
+    model = tmp_path / "mlp.onnx"
+    onnx.save(small_model, str(model))
+    codes = np.random.default_rng(0).integers(-128, 128, size=(64, 16)).astype(np.int8)
+    np.save(tmp_path / "codes.npy", codes)
+    ref = ReferenceInterpreter(small_model).run({"x": codes})["y"]
+    return model, tmp_path / "codes.npy", ref
+
+
+@pytest.mark.parametrize("target", ["c", "host"])
+def test_build_then_run(target, files, tmp_path, capsys, request):
+    if target == "c":
+        request.getfixturevalue("gcc")
+    model, codes, ref = files
+    out = tmp_path / f"build-{target}"
+    assert main(["build", str(model), "--target", target, "--out", str(out)]) == 0
+    manifest = json.loads((out / "ctnn_build.json").read_text())
+    assert manifest["target"] == {"host": "llvm"}.get(target, target)
+    if target == "c":
+        for name in ("model.c", "model.h", "kernels.c", "main.c", "ctnn_model.mk", "include/tvm/ffi/c_api.h"):
+            assert (out / name).is_file(), name
+        assert "int ctnn_model_run(const int8_t *in, int8_t *out)" in capsys.readouterr().out
+    else:
+        assert (out / "model.so").is_file()
+    result = tmp_path / f"y-{target}.npy"
+    assert main(["run", str(out), "--input", str(codes), "--output", str(result), "--check"]) == 0
+    assert np.array_equal(np.load(result), ref)
+    assert "64/64 samples equal to the reference" in capsys.readouterr().err
+
+
+def test_run_prints_outputs(files, tmp_path, capsys, gcc):
+    model, codes, ref = files
+    out = tmp_path / "b"
+    assert main(["build", str(model), "--out", str(out), "--compile"]) == 0
+    assert (out / "ctnn_model_host").is_file()
+    capsys.readouterr()
+    assert main(["run", str(out), "--input", str(codes)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "# y: int8 [64, 4]"
+    assert np.array_equal(np.array([[int(v) for v in ln.split()] for ln in lines[1:]]), ref)
+
+
+def test_errors_are_reported_not_raised(tmp_path, capsys):
+    assert main(["build", str(tmp_path / "missing.onnx"), "--out", str(tmp_path / "o")]) == 2
+    assert "ctnn-deploy: error:" in capsys.readouterr().err
+    assert main(["run", str(tmp_path), "--input", str(tmp_path / "x.npy")]) == 2
+    assert "not a ctnn-deploy build directory" in capsys.readouterr().err

@@ -1,0 +1,43 @@
+"""The multilayer perceptron: Linear → ReLU → … → Linear, the first model to quantize."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import Any
+
+from torch import Tensor, nn
+
+
+class MLP(nn.Module):
+    """A ReLU multilayer perceptron producing logits.
+
+    ``sizes = [in, hidden..., out]``. The layers are exactly ``self.layers`` (an
+    ``nn.ModuleList`` of ``nn.Linear``) with a ReLU between consecutive layers and
+    nothing after the last: the quantizer reads ``layers[i].weight`` and ``.bias``
+    and relies on that structure.
+
+    Example:
+        >>> import torch
+        >>> net = MLP([64, 32, 10])
+        >>> tuple(net(torch.zeros(3, 64)).shape)
+        (3, 10)
+    """
+
+    def __init__(self, sizes: list[int]) -> None:
+        super().__init__()
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"MLP needs at least [in, out] positive sizes, got {sizes}")
+        self.sizes = sizes
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments (``MLP(**config)`` rebuilds the architecture)."""
+        return {"sizes": list(self.sizes)}
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``[N, sizes[-1]]`` for ``x [N, sizes[0]]``."""
+        *hidden, last = self.layers
+        for layer in hidden:
+            x = nn.functional.relu(layer(x))
+        return last(x)

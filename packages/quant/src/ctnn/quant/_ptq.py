@@ -1,0 +1,180 @@
+"""Post-training quantization of ctnn-models networks to the integer dialect (needs torch).
+
+Scales are symmetric for weights (per tensor or per output channel) and for the
+output logits; hidden activations follow a ReLU, so their codes use [0, 2**(b-1) - 1];
+the input is asymmetric (a zero point maps the data's minimum to the lowest code)
+and that zero point is folded into the first layer's bias, so the graph itself
+never subtracts it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from ._graph import IntegerDense, IntegerMLP
+from ._semantics import check_bits, container_dtype, quantize_multiplier, signed_range
+from ._sidecar import Sidecar, TensorQuant, write_sidecar
+
+CALIBRATIONS = ("minmax", "percentile")
+
+
+@dataclass
+class QuantizedModel:
+    """An integer model plus the real-number meaning of its input and output codes."""
+
+    net: IntegerMLP
+    input: TensorQuant
+    output: TensorQuant
+    family: str
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """Real inputs (the data's own units) -> input codes."""
+        return self.input.quantize(x)
+
+    def forward_codes(self, codes: np.ndarray) -> np.ndarray:
+        """Integer forward pass on input codes (numpy, exact)."""
+        return self.net.forward(codes)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class predictions of the integer model on real inputs (ties go to the lowest index)."""
+        return np.argmax(self.forward_codes(self.quantize_input(x)), axis=-1)
+
+    def to_onnx(self) -> onnx.ModelProto:
+        """The integer ONNX graph."""
+        return self.net.to_onnx(name=f"ctnn_{self.family}")
+
+    def sidecar(self, dataset: str = "", classes: list[str] | None = None, metrics: dict | None = None) -> Sidecar:
+        """The JSON sidecar describing this model."""
+        return Sidecar(
+            family=self.family,
+            input=self.input,
+            output=self.output,
+            weight_bits=self.net.weight_bits,
+            act_bits=self.net.act_bits,
+            dataset=dataset,
+            classes=list(classes or []),
+            hyperparameters=dict(self.hyperparameters),
+            metrics=dict(metrics or {}),
+        )
+
+
+def _range(a: np.ndarray, calibration: str, percentile: float) -> tuple[float, float]:
+    if calibration == "minmax":
+        return float(a.min()), float(a.max())
+    return float(np.percentile(a, 100 - percentile)), float(np.percentile(a, percentile))
+
+
+def quantize_mlp(
+    model: torch.nn.Module,
+    calib_x: np.ndarray,
+    weight_bits: int = 8,
+    act_bits: int = 8,
+    in_bits: int = 8,
+    per_channel: bool = False,
+    calibration: str = "minmax",
+    percentile: float = 99.99,
+    input_range: tuple[float, float] | None = None,
+) -> QuantizedModel:
+    """Quantize a ``ctnn.models.MLP`` (Linear → ReLU → … → Linear) to an integer-only MLP.
+
+    ``calib_x`` holds real inputs ``[N, F]`` in the data's own units; they fix the
+    activation ranges. ``input_range`` overrides the input's calibrated range (e.g.
+    ``(0, 16)`` for digits pixels).
+
+    >>> q = quantize_mlp(mlp, X_train, weight_bits=6, act_bits=8)   # doctest: +SKIP
+    >>> q.predict(X_test)                                            # doctest: +SKIP
+    """
+    weight_bits = check_bits(weight_bits, "weight bit-width")
+    act_bits = check_bits(act_bits, "activation bit-width")
+    in_bits = check_bits(in_bits, "input bit-width")
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}")
+    linears = [m for m in getattr(model, "layers", []) if isinstance(m, torch.nn.Linear)]
+    if not linears or len(linears) != len(model.layers):
+        raise TypeError(
+            f"quantize_mlp expects a ctnn.models.MLP (model.layers = Linear layers), got {type(model).__name__}"
+        )
+    calib_x = np.asarray(calib_x, np.float64)
+    n_in = linears[0].in_features
+    if calib_x.ndim != 2 or calib_x.shape[1] != n_in or len(calib_x) == 0:
+        raise ValueError(f"calibration data must have shape [N, {n_in}], got {list(calib_x.shape)}")
+    ws = [lin.weight.detach().double().numpy().T for lin in linears]  # [in, out]
+    bs = [lin.bias.detach().double().numpy() for lin in linears]
+
+    # input: asymmetric, lowest code <- data minimum
+    ilo, ihi = signed_range(in_bits)
+    xmin, xmax = input_range if input_range is not None else _range(calib_x, calibration, percentile)
+    xmin, xmax = min(xmin, 0.0), max(xmax, xmin + 1e-12)
+    s_in = (xmax - xmin) / (ihi - ilo)
+    z_in = int(ilo - round(xmin / s_in))
+    inq = TensorQuant("x", [None, n_in], in_bits, ilo, ihi, s_in, z_in, str(container_dtype(ilo, ihi)))
+
+    # float activations for calibration
+    acts = []
+    a = calib_x
+    for i, (w, b) in enumerate(zip(ws, bs)):
+        a = a @ w + b
+        if i < len(ws) - 1:
+            a = np.maximum(a, 0)
+        acts.append(a)
+
+    alo, ahi = signed_range(act_bits)
+    wmax = (1 << (weight_bits - 1)) - 1
+    layers = []
+    s_prev = s_in
+    for i, (w, b) in enumerate(zip(ws, bs)):
+        last = i == len(ws) - 1
+        absmax = np.abs(w).max(axis=0) if per_channel else np.full(w.shape[1], np.abs(w).max())
+        s_w = np.where(absmax > 0, absmax / wmax, 1.0)
+        wq = np.clip(np.round(w / s_w), -wmax, wmax).astype(np.int64)
+        lo_r, hi_r = _range(acts[i], calibration, percentile)
+        amax = max(abs(lo_r), abs(hi_r)) if last else max(hi_r, 1e-12)
+        s_out = max(amax, 1e-12) / ahi
+        acc_scale = s_prev * s_w
+        bq = np.round(b / acc_scale).astype(np.int64)
+        if i == 0 and z_in:
+            bq = bq - z_in * wq.sum(axis=0)  # fold the input zero point: (q - z) @ W = q @ W - z * colsum
+        mults, shifts = zip(*(quantize_multiplier(float(f)) for f in acc_scale / s_out))
+        bound = np.int64(2**31 - 1)
+        if np.abs(bq).max(initial=0) > bound:
+            raise OverflowError(f"layer fc{i + 1}: quantized bias overflows int32")
+        layers.append(
+            IntegerDense(
+                weight=wq, bias=bq.astype(np.int32), multiplier=np.array(mults), shift=np.array(shifts),
+                lo=alo if last else 0, hi=ahi, name=f"fc{i + 1}",
+            )
+        )  # fmt: skip
+        s_prev = s_out
+    net = IntegerMLP(layers, in_bits=in_bits, weight_bits=weight_bits, act_bits=act_bits)
+    outq = TensorQuant("y", [None, linears[-1].out_features], act_bits, alo, ahi, s_prev, 0,
+                       str(container_dtype(alo, ahi)))  # fmt: skip
+    hp = {
+        "sizes": [n_in] + [lin.out_features for lin in linears],
+        "per_channel": per_channel,
+        "calibration": calibration,
+        "in_bits": in_bits,
+    }
+    return QuantizedModel(net=net, input=inq, output=outq, family="mlp", hyperparameters=hp)
+
+
+def export_onnx(
+    qmodel: QuantizedModel,
+    path: str | os.PathLike[str],
+    dataset: str = "",
+    classes: list[str] | None = None,
+    metrics: dict | None = None,
+) -> Path:
+    """Write ``path`` (the integer ONNX graph) and its JSON sidecar; return the .onnx path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(qmodel.to_onnx(), str(path))
+    write_sidecar(path, qmodel.sidecar(dataset=dataset, classes=classes, metrics=metrics))
+    return path

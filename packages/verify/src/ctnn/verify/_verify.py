@@ -1,0 +1,276 @@
+"""Queries: interval pre-pass -> attack (replayed) -> SMT on what is left."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import z3
+
+from ._attack import attack as run_attack
+from ._encoder import ENCODINGS, Encoding, encode
+from ._errors import EpsError, SampleError
+from ._interval import Bounds, interval_pass
+from ._network import ModelLike, Network, as_network
+from ._properties import LocalRobustness, Property
+from ._replay import replay
+from ._result import VerificationResult
+
+
+def _integral(a: np.ndarray, what: str, err: type[Exception]) -> np.ndarray:
+    if a.dtype == np.bool_ or a.dtype.kind not in "iuf":
+        raise err(f"{what} must be integer codes, got {a.dtype} values")
+    if a.dtype.kind == "f":
+        if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
+            bad = a.ravel()[np.flatnonzero(~np.isfinite(a.ravel()) | (a.ravel() != np.round(a.ravel())))[0]]
+            raise err(f"{what} must be integers (codes), got {bad!r}")
+    return a.astype(np.int64)
+
+
+def check_sample(net: Network, x_codes: Any) -> np.ndarray:
+    """One sample of input codes -> flat int64, or :class:`SampleError` saying what does not fit."""
+    try:
+        x = np.asarray(x_codes)
+    except (TypeError, ValueError) as exc:
+        raise SampleError(f"the sample is not an array of codes: {exc}") from None
+    x = _integral(x, "the sample", SampleError)
+    if x.size != net.n_features:
+        raise SampleError(
+            f"the sample has shape {list(x.shape)} ({x.size} values) but input {net.input_name!r} takes "
+            f"{net.n_features} values per sample (shape {list(net.sample_shape)})"
+        )
+    x = x.ravel()
+    lo, hi = net.input_range
+    out = np.flatnonzero((x < lo) | (x > hi))
+    if len(out):
+        i = int(out[0])
+        raise SampleError(
+            f"sample value {int(x[i])} at index {i} is outside the input code range [{lo}, {hi}]"
+            f" ({len(out)} value(s) outside)"
+        )
+    return x
+
+
+def check_eps(eps: Any, n: int) -> np.ndarray:
+    """ε in input codes (a scalar or one per feature) -> flat int64, or :class:`EpsError`."""
+    if isinstance(eps, bool):
+        raise EpsError(f"eps must be an integer number of input codes, got {eps!r}")
+    try:
+        e = np.asarray(eps)
+    except (TypeError, ValueError):
+        raise EpsError(f"eps must be an integer number of input codes, got {eps!r}") from None
+    if e.dtype == np.bool_ or e.dtype.kind not in "iuf":
+        raise EpsError(f"eps must be an integer number of input codes, got {eps!r}")
+    if e.dtype.kind == "f" and (not np.all(np.isfinite(e)) or np.any(e != np.round(e))):
+        raise EpsError(f"eps is measured in input codes and must be an integer, got {eps!r}")
+    e = e.astype(np.int64)
+    if np.any(e < 0):
+        raise EpsError(f"eps must be >= 0, got {int(e.ravel()[np.argmax(e.ravel() < 0)])}")
+    if e.ndim == 0:
+        return np.full(n, int(e), np.int64)
+    if e.size != n:
+        raise EpsError(f"a per-feature eps needs {n} values, got shape {list(e.shape)}")
+    return e.ravel()
+
+
+def _box(net: Network, x: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = net.input_range
+    return np.maximum(x - eps, lo), np.minimum(x + eps, hi)
+
+
+class _Query:
+    """One query on one box, carrying what every stage shares."""
+
+    def __init__(self, net: Network, prop: Property, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+        self.net, self.prop, self.x0, self.lo, self.hi = net, prop, x0, lo, hi
+        env = net.reference(x0, keep=True)
+        self.y0 = np.asarray(env[net.output_name]).ravel().astype(np.int64)
+        self.dtypes = {k: np.asarray(v).dtype for k, v in env.items()}
+        self._bounds: dict[str, Bounds] | None = None
+
+    @property
+    def bounds(self) -> dict[str, Bounds]:
+        if self._bounds is None:
+            shape = self.net.sample_shape
+            box = {self.net.input_name: (self.lo.reshape(shape), self.hi.reshape(shape))}
+            self._bounds = interval_pass(self.net.ref.nodes, self.net.ref.constants, self.dtypes, box)
+        return self._bounds
+
+    def encode(self, encoding: str) -> tuple[Encoding, z3.BoolRef | bool]:
+        enc = encode(self.net, self.lo, self.hi, self.dtypes, self.bounds, encoding, center=self.x0)
+        return enc, self.prop.violation(enc.outputs, enc.out_lo, enc.out_hi)
+
+    def solver(self, enc: Encoding, cond: z3.BoolRef, timeout_s: float) -> z3.Solver:
+        s = z3.SolverFor("QF_BV")
+        s.set("timeout", max(1, int(timeout_s * 1000)))
+        s.add(*enc.constraints)
+        s.add(cond)
+        return s
+
+
+def _decide(
+    q: _Query, *, eps: Any, timeout_s: float, attack: bool, interval: bool, encoding: str, seed: int, t0: float
+) -> VerificationResult:
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    label = getattr(q.prop, "label", -1)
+    common = {"label": label, "eps": eps, "property": q.prop.name, "encoding": encoding}
+    stats: dict[str, Any] = {"box_size": int(np.prod((q.hi - q.lo + 1).astype(float)).clip(max=2**62))}
+
+    def done(verdict: str, method: str, **kw: Any) -> VerificationResult:
+        return VerificationResult(verdict, method=method, total_time_s=time.perf_counter() - t0,
+                                  stats=stats, **common, **kw)  # fmt: skip
+
+    def witness(x: np.ndarray, method: str, expected: np.ndarray | None = None, **kw: Any) -> VerificationResult:
+        y = replay(q.net, q.prop, x, q.lo, q.hi, expected)
+        return done("vulnerable", method, counterexample=np.asarray(x, np.int64).tolist(),
+                    counterexample_label=int(np.argmax(y)), counterexample_output=y.tolist(), **kw)  # fmt: skip
+
+    t = time.perf_counter()
+    out = q.bounds[q.net.output_name]
+    stats["interval_s"] = time.perf_counter() - t
+    if interval and q.prop.proved_by_bounds(out.lo.ravel(), out.hi.ravel()):
+        return done("robust", "interval")
+    if attack:
+        t = time.perf_counter()
+        x, evals = run_attack(q.net, q.prop, q.x0, q.lo, q.hi, time_s=min(2.0, 0.1 * timeout_s), seed=seed)
+        stats.update(attack_s=time.perf_counter() - t, attack_evals=evals)
+        if x is not None:
+            return witness(x, "attack")
+    t = time.perf_counter()
+    enc, cond = q.encode(encoding)
+    stats.update(encode_s=time.perf_counter() - t, **enc.stats)
+    if cond is False:  # the encoding's own interval reasoning leaves no candidate output
+        return done("robust", "smt")
+    if cond is True:  # every input violates: the sample itself is a witness
+        return witness(q.x0, "smt")
+    s = q.solver(enc, cond, timeout_s - (time.perf_counter() - t0))
+    t = time.perf_counter()
+    r = s.check()
+    solver_s = time.perf_counter() - t
+    st = s.statistics()
+    stats.update({k: st.get_key_value(k) for k in ("conflicts", "decisions", "sat-conflicts") if k in st.keys()})
+    stats["solver_calls"] = 1
+    if r == z3.unsat:
+        return done("robust", "smt", solver_time_s=solver_s)
+    if r == z3.sat:
+        m = s.model()
+        x = enc.input_codes(m)
+        expected = np.array([enc.value(e, m) for e in enc.outputs], np.int64)
+        return witness(x, "smt", expected, solver_time_s=solver_s)
+    return done("unknown", "smt", solver_time_s=solver_s, reason=s.reason_unknown())
+
+
+def _robustness_query(
+    model: ModelLike | Network, x_codes: Any, eps: Any, label: int | None, input_range: tuple[int, int] | None
+) -> tuple[_Query, Any]:
+    net = as_network(model, input_range)
+    x0 = check_sample(net, x_codes)
+    e = check_eps(eps, net.n_features)
+    lo, hi = _box(net, x0, e)
+    q = _Query(net, LocalRobustness(0), x0, lo, hi)
+    n_out = len(q.y0)
+    if label is None:
+        label = int(np.argmax(q.y0))
+    elif isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= int(label) < n_out:
+        raise SampleError(f"label must be an integer in [0, {n_out}) (the graph has {n_out} outputs), got {label!r}")
+    q.prop = LocalRobustness(int(label))
+    eps_out = int(e[0]) if np.ndim(eps) == 0 else e.tolist()
+    return q, eps_out
+
+
+def verify_robustness(
+    model: ModelLike,
+    x_codes: Any,
+    eps: int | Any,
+    label: int | None = None,
+    timeout_s: float = 60.0,
+    attack: bool = True,
+    *,
+    input_range: tuple[int, int] | None = None,
+    encoding: str = "optimized",
+    interval: bool = True,
+    seed: int = 0,
+) -> VerificationResult:
+    """Local robustness of an integer ONNX graph in an L∞ box of ``eps`` input codes.
+
+    The box is every input ``x'`` with ``|x'[i] - x_codes[i]| <= eps[i]``, intersected with
+    the input code range (``input_range``, else the sidecar next to a model file, else the
+    input dtype). The graph is robust iff ``argmax(y(x')) == label`` for every ``x'`` in the
+    box, with numpy's argmax on the integer output (ties go to the lowest index). ``label``
+    defaults to the reference's prediction on ``x_codes``.
+
+    Per query: the interval pass (``interval``) → a cheap attack on the reference (``attack``)
+    → z3 on what is left, with ``timeout_s`` for the whole query. A counterexample is always
+    replayed on the reference and in onnxruntime before it is returned.
+
+    >>> import numpy as np
+    >>> from ctnn.quant import random_integer_mlp
+    >>> from ctnn.verify import verify_robustness
+    >>> model = random_integer_mlp([4, 6, 3], weight_bits=4, act_bits=4, in_bits=4, seed=1).to_onnx()
+    >>> r = verify_robustness(model, np.array([1, -2, 3, 0]), eps=1, input_range=(-8, 7))
+    >>> r.verdict in ("robust", "vulnerable")
+    True
+    """
+    t0 = time.perf_counter()
+    q, eps_out = _robustness_query(model, x_codes, eps, label, input_range)
+    return _decide(q, eps=eps_out, timeout_s=timeout_s, attack=attack, interval=interval, encoding=encoding,
+                   seed=seed, t0=t0)  # fmt: skip
+
+
+def to_smtlib(
+    model: ModelLike,
+    x_codes: Any,
+    eps: int | Any,
+    label: int | None = None,
+    *,
+    input_range: tuple[int, int] | None = None,
+    encoding: str = "optimized",
+) -> str:
+    """The robustness query as SMT-LIB2 text (QF_BV): satisfiable iff a counterexample exists.
+
+    >>> import numpy as np
+    >>> from ctnn.quant import random_integer_mlp
+    >>> from ctnn.verify import to_smtlib
+    >>> model = random_integer_mlp([3, 4, 2], weight_bits=4, act_bits=4, in_bits=4, seed=0).to_onnx()
+    >>> "(check-sat)" in to_smtlib(model, np.array([0, 1, 2]), eps=2, input_range=(-8, 7))
+    True
+    """
+    q, eps_out = _robustness_query(model, x_codes, eps, label, input_range)
+    enc, cond = q.encode(encoding)
+    s = z3.SolverFor("QF_BV")
+    s.add(*enc.constraints)
+    s.add(z3.BoolVal(cond) if isinstance(cond, bool) else cond)
+    header = (
+        f"; ctnn-verify: local robustness of {q.net.source}, label {q.prop.label}, eps {eps_out}, "
+        f"encoding {encoding}\n; inputs: {', '.join(str(v) for v in enc.variables) or 'none'} "
+        "(value = sample code + variable)\n" if encoding == "optimized" else
+        f"; ctnn-verify: local robustness of {q.net.source}, label {q.prop.label}, eps {eps_out}, "
+        f"encoding {encoding}\n"
+    )  # fmt: skip
+    return header + "(set-logic QF_BV)\n" + s.to_smt2()
+
+
+def interval_bounds(
+    model: ModelLike, lo: Any, hi: Any, *, input_range: tuple[int, int] | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Sound int64 bounds ``(lo, hi)`` of every tensor of the graph for inputs in the box [lo, hi].
+
+    >>> import numpy as np
+    >>> from ctnn.quant import random_integer_mlp
+    >>> from ctnn.verify import interval_bounds
+    >>> model = random_integer_mlp([3, 4, 2], in_bits=4, seed=0).to_onnx()
+    >>> b = interval_bounds(model, np.full(3, -2), np.full(3, 2))
+    >>> bool(np.all(b["y"][0] <= b["y"][1]))
+    True
+    """
+    net = as_network(model, input_range)
+    lo, hi = check_sample(net, lo), check_sample(net, hi)
+    if np.any(lo > hi):
+        raise SampleError("the box is empty: lo > hi somewhere")
+    env = net.reference(lo, keep=True)
+    dtypes = {k: np.asarray(v).dtype for k, v in env.items()}
+    shape = net.sample_shape
+    b = interval_pass(net.ref.nodes, net.ref.constants, dtypes, {net.input_name: (lo.reshape(shape), hi.reshape(shape))})
+    return {k: (v.lo, v.hi) for k, v in b.items()}

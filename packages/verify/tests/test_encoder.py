@@ -1,0 +1,73 @@
+"""The z3 model equals the reference: each encoding, evaluated on concrete inputs, gives the reference's output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from verify_helpers import ops_graph, wrap_graph
+
+from ctnn.quant import ReferenceInterpreter, random_integer_mlp
+from ctnn.verify._verify import _robustness_query
+
+
+def _encoding(model, x0, eps, encoding, input_range=None):
+    q, _ = _robustness_query(model, x0, eps, None, input_range)
+    enc, _ = q.encode(encoding)
+    return q, enc
+
+
+@pytest.mark.parametrize("encoding", ["naive", "optimized"])
+@pytest.mark.parametrize("eps", [255, 3])  # the whole input range, and a small box where chains fuse
+def test_z3_equals_reference_on_a_64_32_10_mlp(encoding, eps):
+    net = random_integer_mlp([64, 32, 10], weight_bits=6, act_bits=8, in_bits=8, seed=11)
+    model = net.to_onnx()
+    rng = np.random.default_rng(eps)
+    x0 = rng.integers(-128, 128, size=64)
+    q, enc = _encoding(model, x0, eps, encoding)
+    n = 200 if eps == 255 else 100
+    xs = rng.integers(q.lo, q.hi + 1, size=(n, 64))
+    xs[:2] = q.lo, q.hi
+    ref = ReferenceInterpreter(model).run({"x": xs.astype(np.int8)})["y"].astype(np.int64)
+    for x, y in zip(xs, ref):
+        np.testing.assert_array_equal(enc.evaluate(x), y)
+    if encoding == "optimized" and eps == 3:
+        assert enc.stats["step_functions"] > 0  # the fusion really happened
+    assert len(np.unique(ref)) > 5  # not a degenerate network
+
+
+@pytest.mark.parametrize("encoding", ["naive", "optimized"])
+@pytest.mark.parametrize("which", ["ops", "wrap", "deep"])
+def test_z3_equals_reference_on_every_op(encoding, which):
+    if which == "ops":
+        model, x0, eps, rng_ = ops_graph(), np.array([0, 1, -2, 3]), 8, (-8, 7)
+    elif which == "wrap":
+        model, x0, eps, rng_ = wrap_graph(), np.array([0, 30, -30]), 128, (-128, 127)
+    else:  # more than 8 bits: the Cast + MatMul on int32 path; 12-bit weights
+        model = random_integer_mlp([5, 7, 6, 4], weight_bits=12, act_bits=10, in_bits=8, seed=2).to_onnx()
+        x0, eps, rng_ = np.array([1, -5, 100, 0, -128]), 255, (-128, 127)
+    q, enc = _encoding(model, x0, eps, encoding, rng_)
+    rng = np.random.default_rng(1)
+    xs = np.vstack([q.lo, q.hi, rng.integers(q.lo, q.hi + 1, size=(150, len(x0)))])
+    ref = ReferenceInterpreter(model).run({"x": xs.astype(np.int8)})["y"].astype(np.int64)
+    for x, y in zip(xs, ref):
+        np.testing.assert_array_equal(enc.evaluate(x), y)
+
+
+def test_zero_weights_produce_no_terms_and_points_fold():
+    net = random_integer_mlp([6, 3, 2], weight_bits=4, act_bits=4, in_bits=4, seed=0)
+    net.layers[0].weight[:, :] = 0
+    net.layers[0].weight[0, 0] = 3  # only x0 reaches neuron 0; neurons 1, 2 are constants
+    model = net.to_onnx()
+    q, enc = _encoding(model, np.zeros(6, int), 2, "naive", (-8, 7))
+    acc = q.bounds["fc1/matmul"]
+    assert acc.lo[0, 1] == acc.hi[0, 1] == 0
+    from ctnn.verify._encoder import _Walker
+
+    w = _Walker(q.net, q.dtypes, q.bounds, "naive")
+    _, env = w.run(enc.inputs.reshape(q.net.sample_shape))
+    mm = env["fc1/matmul"]
+    assert not hasattr(mm[0, 1], "term") and not hasattr(mm[0, 2], "term")  # constants
+    from z3.z3util import get_vars
+
+    assert [str(v) for v in get_vars(mm[0, 0].term)] == ["x0"]  # one input, no terms for zero weights
+    assert mm[0, 0].term.num_args() == 2  # SignExt(x0) * 3: no sum at all

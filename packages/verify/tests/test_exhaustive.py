@@ -1,0 +1,113 @@
+"""Verdicts equal the exhaustive truth on tiny networks: every point of every box is run on the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from verify_helpers import box_of, exhaustive_truth, in_range, ops_graph
+
+from ctnn.quant import ReferenceInterpreter
+from ctnn.verify import verify_robustness
+
+# (attack, interval): the full pipeline, and SMT alone (nothing may decide before the solver)
+STAGES = [(True, True), (False, False)]
+
+
+def _check(model, x0, eps, lo, hi, seen, label=None, **kw):
+    truth_label, robust, bad = exhaustive_truth(model, x0, eps, lo, hi, label)
+    r = verify_robustness(model, x0, eps, label=label, input_range=(lo, hi), **kw)
+    assert r.label == truth_label
+    assert r.verdict == ("robust" if robust else "vulnerable"), (x0.tolist(), eps, kw, r)
+    if r.vulnerable:
+        blo, bhi = box_of(x0, eps, lo, hi)
+        cex = np.array(r.counterexample)
+        assert np.all(blo <= cex) and np.all(cex <= bhi)
+        assert any(np.array_equal(cex, b) for b in bad)  # one of the enumerated violations
+        assert r.counterexample_label != truth_label
+    seen.add((r.verdict, r.method))
+    return r
+
+
+@pytest.mark.parametrize("encoding", ["naive", "optimized"])
+@pytest.mark.parametrize("attack,interval", STAGES)
+def test_verdicts_equal_enumeration(tiny_nets, encoding, attack, interval):
+    seen: set[tuple[str, str]] = set()
+    for model, bits, sizes, seed in tiny_nets:
+        lo, hi = in_range(bits)
+        rng = np.random.default_rng(seed)
+        for x0 in rng.integers(lo, hi + 1, size=(2, sizes[0])):
+            for eps in (0, 1, 2, 3):
+                r = _check(model, x0, eps, lo, hi, seen, encoding=encoding, attack=attack, interval=interval)
+                if not (attack or interval):
+                    assert r.method == "smt"
+    verdicts = {v for v, _ in seen}
+    assert verdicts == {"robust", "vulnerable"}, seen  # the test could fail both ways
+    if not (attack or interval):  # the solver itself proved and refuted
+        assert {("robust", "smt"), ("vulnerable", "smt")} <= seen
+    else:
+        assert ("robust", "interval") in seen and ("vulnerable", "attack") in seen
+
+
+def test_solver_is_called_on_both_verdicts(tiny_nets):
+    """SMT really runs (not only the encoding's own interval reasoning) for robust and vulnerable queries."""
+    called = set()
+    for model, bits, sizes, seed in tiny_nets:
+        lo, hi = in_range(bits)
+        x0 = np.random.default_rng(seed + 100).integers(lo, hi + 1, size=sizes[0])
+        for eps in (1, 2):
+            r = _check(model, x0, eps, lo, hi, set(), attack=False, interval=False)
+            if r.stats.get("solver_calls"):
+                called.add(r.verdict)
+    assert called == {"robust", "vulnerable"}
+
+
+def test_per_feature_eps_and_a_given_label(tiny_nets):
+    seen: set = set()
+    for model, bits, sizes, seed in tiny_nets[:6]:
+        lo, hi = in_range(bits)
+        rng = np.random.default_rng(seed)
+        x0 = rng.integers(lo, hi + 1, size=sizes[0])
+        eps = rng.integers(0, 4, size=sizes[0])
+        _check(model, x0, eps, lo, hi, seen, attack=False)
+        n_out = sizes[-1]
+        for label in range(n_out):  # a label other than the prediction: x0 itself is a counterexample
+            _check(model, x0, 1, lo, hi, seen, label=label, attack=False, interval=False)
+    assert {v for v, _ in seen} == {"robust", "vulnerable"}
+
+
+@pytest.mark.parametrize("encoding", ["naive", "optimized"])
+def test_ops_graph_verdicts_equal_enumeration(encoding):
+    """Gather tables, Reshape/Slice/Concat, ReduceSum, Min/Max, Equal/Greater/Where, negative Div."""
+    model = ops_graph()
+    lo, hi = -8, 7
+    seen: set = set()
+    rng = np.random.default_rng(7)
+    for x0 in rng.integers(lo, hi + 1, size=(6, 4)):
+        for eps in (0, 1, 2):
+            for attack, interval in STAGES:
+                _check(model, x0, eps, lo, hi, seen, encoding=encoding, attack=attack, interval=interval)
+    assert {v for v, _ in seen} == {"robust", "vulnerable"}
+
+
+def test_ties_go_to_the_lowest_index():
+    """argmax as numpy computes it on the int8 output: a tie is won by the lower index."""
+    from verify_helpers import identity_graph
+
+    m = identity_graph(3)
+    ref = ReferenceInterpreter(m)
+    assert int(np.argmax(ref.run({"x": np.array([[4, 4, 4]], np.int8)})["y"][0])) == 0
+    for attack, interval in STAGES:
+        kw = {"attack": attack, "interval": interval}
+        # x' in {[0,0,0], [1,0,0], [2,0,0]}: [0,0,0] ties, and index 0 wins the tie -> robust
+        r = verify_robustness(m, np.array([1, 0, 0]), [1, 0, 0], label=0, **kw)
+        assert r.verdict == "robust", r
+        # label 1 on x' in {[0,0,0], [0,1,0], [0,2,0]}: only [0,0,0] (a tie, won by 0) is a counterexample
+        r = verify_robustness(m, np.array([0, 1, 0]), [0, 1, 0], label=1, **kw)
+        assert r.verdict == "vulnerable" and r.counterexample == [0, 0, 0] and r.counterexample_label == 0, r
+        # a tie between 1 and 2 goes to 1: label 2 with x' in {[0,1,1], [0,1,2]} fails only at the tie
+        r = verify_robustness(m, np.array([0, 1, 2]), [0, 0, 1], label=2, **kw)
+        assert r.verdict == "vulnerable" and r.counterexample == [0, 1, 1] and r.counterexample_label == 1, r
+        # label 1 with x' in {[0,2,2], [0,2,3]}: 2 never ties 1 from above without winning -> not robust;
+        # label 1 with x' in {[0,3,2], [0,3,3]}: the tie [0,3,3] goes to 1 -> robust
+        r = verify_robustness(m, np.array([0, 3, 2]), [0, 0, 1], label=1, **kw)
+        assert r.verdict == "robust", r

@@ -1,0 +1,70 @@
+"""The interval pass is sound: every value every tensor takes on inputs in the box lies in its bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from verify_helpers import box_of, ops_graph, wrap_graph
+
+from ctnn.quant import ReferenceInterpreter, random_integer_mlp
+from ctnn.verify import interval_bounds
+
+
+def _assert_sound(model, blo, bhi, n=64, seed=0, corners=True):
+    bounds = interval_bounds(model, blo, bhi, input_range=(-128, 127))
+    ref = ReferenceInterpreter(model)
+    rng = np.random.default_rng(seed)
+    xs = rng.integers(blo, bhi + 1, size=(n, len(blo)))
+    if corners:
+        xs = np.vstack([xs, blo, bhi, np.where(rng.random((n, len(blo))) < 0.5, blo, bhi)])
+    env = ref.run({"x": xs.astype(np.int8)}, keep=True)
+    for name, (lo, hi) in bounds.items():
+        v = np.asarray(env[name]).astype(np.int64)
+        if name in ref.constants:
+            assert np.array_equal(lo, v) and np.array_equal(hi, v), name
+            continue
+        # the bounds are per sample: the batch dimension of the run broadcasts against their 1
+        assert np.all(lo <= v) and np.all(v <= hi), (name, lo, hi, v.min(0), v.max(0))
+    return bounds
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), eps=st.integers(0, 6), wb=st.integers(2, 8), ab=st.integers(2, 8))
+def test_mlp_bounds_are_sound(seed, eps, wb, ab):
+    net = random_integer_mlp([6, 5, 4, 3], weight_bits=wb, act_bits=ab, in_bits=6, seed=seed)
+    x0 = np.random.default_rng(seed).integers(-32, 32, size=6)
+    blo, bhi = box_of(x0, eps, -32, 31)
+    _assert_sound(net.to_onnx(), blo, bhi, seed=seed)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), eps=st.integers(0, 4))
+def test_ops_graph_bounds_are_sound(seed, eps):
+    x0 = np.random.default_rng(seed).integers(-8, 8, size=4)
+    blo, bhi = box_of(x0, eps, -8, 7)
+    _assert_sound(ops_graph(), blo, bhi, seed=seed)
+
+
+def test_wraparound_widens_to_the_dtype():
+    b = _assert_sound(wrap_graph(), np.array([20, -30, 0]), np.array([40, 30, 5]))
+    lo, hi = b["a"]
+    assert lo[0, 0] == -128 and hi[0, 0] == 127  # x*3 + 100 may leave int8 for x in [20, 40]
+    assert lo[0, 2] == 100 and hi[0, 2] == 115  # but not for x in [0, 5]
+
+
+def test_phases_are_fixed_and_exact_at_a_point():
+    net = random_integer_mlp([8, 6, 4], weight_bits=4, act_bits=4, in_bits=4, seed=3)
+    model = net.to_onnx()
+    x0 = np.arange(-4, 4)
+    b = interval_bounds(model, x0, x0)  # a point: every bound is the value itself
+    env = ReferenceInterpreter(model).run({"x": x0[None].astype(np.int8)}, keep=True)
+    for name, (lo, hi) in b.items():
+        assert np.array_equal(lo, hi) and np.array_equal(lo, np.asarray(env[name], np.int64)), name
+    # a wider box: a ReLU clip whose input is entirely below 0 is the constant 0
+    blo, bhi = box_of(x0, 1, -8, 7)
+    b = interval_bounds(model, blo, bhi)
+    div_lo, div_hi = b["fc1/rq/div"]
+    clip_lo, clip_hi = b["fc1/rq/clip"]
+    dead = div_hi < 0
+    assert np.all(clip_lo[dead] == 0) and np.all(clip_hi[dead] == 0)
