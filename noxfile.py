@@ -23,13 +23,13 @@ C = ("-c", "constraints.txt")
 TORCH = "torch==2.13.0"
 
 PACKAGES = {
-    "models": ["./packages/models"],
-    "quant": ["./packages/models", "./packages/quant[torch,test]"],
+    "models": ["./packages/models[data,test]"],
+    "quant": ["./packages/models[data]", "./packages/quant[torch,test]"],
     "verify": ["./packages/quant", "./packages/verify[test]"],
     "deploy": ["./packages/quant", "./packages/deploy[test]"],
     "analysis": ["./packages/analysis[test]"],
 }
-ALL = ["-e", "./packages/models", "-e", "./packages/quant[torch,test]", "-e", "./packages/verify[test]",
+ALL = ["-e", "./packages/models[data,test]", "-e", "./packages/quant[torch,test]", "-e", "./packages/verify[test]",
        "-e", "./packages/deploy[test]", "-e", "./packages/analysis[test]", "-e", "./integration[test]"]  # fmt: skip
 TEST_TOOLS = ["pytest", "hypothesis"]
 
@@ -55,31 +55,6 @@ def tests(session: nox.Session) -> None:
         "packages/deploy/tests", "packages/analysis/tests", "integration/tests"]))  # fmt: skip
 
 
-@nox.session(python=PY, name="tests-models")
-def tests_models(session: nox.Session) -> None:
-    _one_package(session, "models")
-
-
-@nox.session(python=PY, name="tests-quant")
-def tests_quant(session: nox.Session) -> None:
-    _one_package(session, "quant")
-
-
-@nox.session(python=PY, name="tests-verify")
-def tests_verify(session: nox.Session) -> None:
-    _one_package(session, "verify")
-
-
-@nox.session(python=PY, name="tests-deploy")
-def tests_deploy(session: nox.Session) -> None:
-    _one_package(session, "deploy")
-
-
-@nox.session(python=PY, name="tests-analysis")
-def tests_analysis(session: nox.Session) -> None:
-    _one_package(session, "analysis")
-
-
 def _one_package(session: nox.Session, pkg: str) -> None:
     """Install one package (non-editable, as a user would) with only what it declares, then test it."""
     if pkg in ("models", "quant"):
@@ -89,8 +64,31 @@ def _one_package(session: nox.Session, pkg: str) -> None:
     session.install(*C, *PACKAGES[pkg], *TEST_TOOLS)
     forbidden = {"verify": "torch", "deploy": "torch", "analysis": "torch"}.get(pkg)
     if forbidden:  # the design keeps torch out of the hardware side
-        session.run("python", "-c", f"import importlib.util as u, sys; sys.exit(u.find_spec('{forbidden}') is not None)")
+        session.run(
+            "python",
+            "-c",
+            f"import importlib.util as u, sys; sys.exit(u.find_spec('{forbidden}') is not None)",
+        )
     session.run("pytest", "-q", "-p", "no:cacheprovider", f"packages/{pkg}/tests", *session.posargs)
+
+
+def _package_session(pkg: str) -> None:
+    def run(session: nox.Session) -> None:
+        _one_package(session, pkg)
+
+    run.__doc__ = f"ctnn-{pkg} installed alone (non-editable, only what it declares), then its tests."
+    nox.session(python=PY, name=f"tests-{pkg}")(run)
+
+
+for _pkg in PACKAGES:
+    _package_session(_pkg)
+
+
+@nox.session(python=PY)
+def docs(session: nox.Session) -> None:
+    """The documentation site, built with --strict (a broken link or nav entry fails)."""
+    session.install(*C, "mkdocs")
+    session.run("mkdocs", "build", "--strict", "-d", "site")
 
 
 @nox.session(python=PY)
@@ -98,3 +96,16 @@ def lint(session: nox.Session) -> None:
     session.install(*C, "ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PY, name="bench-models")
+def bench_models(session: nox.Session) -> None:
+    """ctnn-models benchmarks: LTC vs ncps (agreement, speed), LEM/Lipschitz speed; `-- accuracy` adds the table."""
+    session.install(*C, TORCH)
+    session.install(*C, "-e", "./packages/models[data]")
+    session.install(*C, "--no-deps", "ncps")  # ncps needs only torch and numpy at import
+    session.run("python", "benchmarks/models/ncps_agreement.py")
+    session.run("python", "benchmarks/models/ltc_speed.py")
+    session.run("python", "benchmarks/models/rnn_speed.py")
+    if "accuracy" in session.posargs:
+        session.run("python", "benchmarks/models/accuracy_table.py")

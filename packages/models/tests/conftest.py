@@ -5,6 +5,7 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+
 from ctnn.models import MLP, load_digits, train_classifier
 
 

@@ -4,9 +4,10 @@ import json
 
 import pytest
 import torch
-from ctnn.models import MLP, MODELS, CheckpointError, LTCClassifier, load_checkpoint, save_checkpoint
 from safetensors.torch import save_file
 from torch import nn
+
+from ctnn.models import MLP, MODELS, CheckpointError, LTCClassifier, load_checkpoint, save_checkpoint
 
 
 def test_mlp_round_trip(trained_mlp, digits, tmp_path):

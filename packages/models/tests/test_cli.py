@@ -1,10 +1,12 @@
 """The ``ctnn-models train`` command writes a loadable checkpoint and a metrics file."""
 
+import importlib.util
 import json
 
 import pytest
 import torch
-from ctnn.models import LTCClassifier, load_checkpoint, load_digits
+
+from ctnn.models import ContinuousNet, SequenceClassifier, load_checkpoint, load_digits
 from ctnn.models._cli import main
 
 
@@ -42,8 +44,41 @@ def test_train_ltc(tmp_path):
     ]
     assert main([*args, "--out", str(out), "--no-progress"]) == 0
     model, cfg = load_checkpoint(out / "model.safetensors")
-    assert isinstance(model, LTCClassifier) and cfg["family"] == "ltc_classifier"
+    assert isinstance(model, SequenceClassifier) and cfg["family"] == "sequence_classifier"
     assert model.cell.in_features == 8 and model.cell.solver == "rk4"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("aeon") is None, reason="aeon is not installed")
+@pytest.mark.parametrize("model", ["lem", "lipschitz_rnn", "gru"])
+def test_train_time_series(tmp_path, model):
+    out = tmp_path / model
+    argv = ["train", "--model", model, "--dataset", "italy_power_demand", "--epochs", "2", "--units", "8"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"]["class_names"] == ["1", "2"] and metrics["training"]["clip_grad_norm"] == 1.0
+    loaded, cfg = load_checkpoint(out / "model.safetensors")
+    assert cfg["args"]["family"] == model and loaded.input_norm
+
+
+def test_continuous_net_evaluate_and_compress(tmp_path, capsys):
+    out = tmp_path / "cn"
+    argv = ["train", "--model", "continuous_net", "--epochs", "3", "--widths", "16", "--n-basis", "4"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    model, _ = load_checkpoint(out / "model.safetensors")
+    assert isinstance(model, ContinuousNet) and model.n_steps == 4
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "model.safetensors"), "--scheme", "rk4", "--n-steps", "8"]) == 0
+    assert 0 <= json.loads(capsys.readouterr().out)["test_accuracy"] <= 1
+    small = tmp_path / "small"
+    argv = ["compress", str(out / "model.safetensors"), "--basis", "piecewise_linear", "--n-basis", "2"]
+    assert main([*argv, "--out", str(small)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["to"]["n_basis"] == 2 and report["to"]["params"] < report["from"]["params"]
+    assert report["accuracy_change"] == pytest.approx(
+        report["to"]["test_accuracy"] - report["from"]["test_accuracy"]
+    )
+    compressed, cfg = load_checkpoint(small / "model.safetensors")
+    assert compressed.basis == "piecewise_linear" and cfg["compression"] == report
 
 
 def test_bad_arguments():

@@ -4,8 +4,9 @@ import doctest
 import importlib
 import pkgutil
 
-import ctnn.models
 import pytest
+
+import ctnn.models
 
 MODULES = ["ctnn.models"] + [f"ctnn.models.{m.name}" for m in pkgutil.iter_modules(ctnn.models.__path__)]
 

@@ -5,9 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from ctnn.models import LTC, SOLVERS, LTCCell, LTCClassifier, Wiring, train_classifier
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from ctnn.models import LTC, SOLVERS, LTCCell, LTCClassifier, Wiring, train_classifier
 
 NCPS_PARAMETERS = {
     "gleak", "vleak", "cm", "sigma", "mu", "w", "erev",

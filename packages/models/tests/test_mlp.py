@@ -2,8 +2,9 @@
 
 import pytest
 import torch
-from ctnn.models import MLP
 from torch import nn
+
+from ctnn.models import MLP
 
 
 def test_shapes_and_layers():

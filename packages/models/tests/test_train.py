@@ -2,6 +2,7 @@
 
 import numpy as np
 import torch
+
 from ctnn.models import MLP, TrainResult, accuracy, train_classifier
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from ctnn.models import WIRINGS, FullyConnected, Wiring, wiring_from_config
 
 
@@ -53,3 +54,27 @@ def test_explicit_wiring_and_errors():
         Wiring(3, output_dim=4)
     with pytest.raises(ValueError, match="unknown wiring kind"):
         wiring_from_config({"kind": "ncp?", "units": 3})
+
+
+def test_ncp_structure_and_round_trip():
+    from ctnn.models import NCP, AutoNCP, wiring_from_config
+
+    w = NCP(8, 6, 4, sensory_fanout=4, inter_fanout=3, recurrent_command_synapses=5, motor_fanin=3, seed=7)
+    w.build(5)
+    motor, command, inter = range(0, 4), range(4, 10), range(10, 18)
+    A, S = w.adjacency_matrix, w.sensory_adjacency_matrix
+    assert not S[:, list(motor) + list(command)].any() and S[:, list(inter)].any(axis=0).all()
+    for src, dst in zip(*np.nonzero(A), strict=True):  # inter → command → {command, motor} only
+        assert (src in inter and dst in command) or (src in command and (dst in command or dst in motor))
+    assert A[:, list(motor)].any(axis=0).all()  # every motor neuron is driven
+    assert w.neuron_type(0) == "motor" and w.neuron_type(17) == "inter"
+    w2 = wiring_from_config(w.get_config())
+    assert (w2.adjacency_matrix == A).all() and (w2.sensory_adjacency_matrix == S).all()
+    auto = AutoNCP(20, 5, sparsity_level=0.6, seed=3)
+    auto.build(4)
+    a2 = wiring_from_config(auto.get_config())
+    assert a2.units == 20 and a2.output_dim == 5 and (a2.adjacency_matrix == auto.adjacency_matrix).all()
+    with pytest.raises(ValueError, match="output_size must be less"):
+        AutoNCP(5, 4)
+    with pytest.raises(ValueError, match="motor_fanin"):
+        NCP(4, 2, 2, 1, 1, 1, motor_fanin=3)

@@ -37,7 +37,9 @@ def test_unsupported_op_names_op_and_node(tmp_path):
 
 
 def test_float_tensor_is_rejected(tmp_path):
-    m = _graph_with(helper.make_node("Identity", ["x"], ["y"], name="id"), TensorProto.FLOAT, TensorProto.FLOAT)
+    m = _graph_with(
+        helper.make_node("Identity", ["x"], ["y"], name="id"), TensorProto.FLOAT, TensorProto.FLOAT
+    )
     p = tmp_path / "f.onnx"
     onnx.save(m, p)
     with pytest.raises(DialectError, match="'x' has type FLOAT"):

@@ -41,3 +41,40 @@ def test_reference_keeps_intermediates_and_wraps_like_hardware():
 
     wrapped = REFERENCE_OPS["Add"]([np.array([127], np.int8), np.array([1], np.int8)], {})[0]
     assert wrapped.dtype == np.int8 and wrapped[0] == -128
+
+
+def _mmi_model(a_shape, b, a_zp, b_zp):
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b", "az", "bz"], ["y"], name="mm")],
+        "zp",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, list(a_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [a_shape[0], b.shape[1]])],
+        initializer=[
+            helper.make_tensor("b", TensorProto.UINT8, list(b.shape), b.ravel().tolist()),
+            helper.make_tensor("az", TensorProto.UINT8, list(a_zp.shape), a_zp.ravel().tolist()),
+            helper.make_tensor("bz", TensorProto.UINT8, list(b_zp.shape), b_zp.ravel().tolist()),
+        ],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9  # onnx 1.23 writes IR 14 by default; onnxruntime 1.31 reads up to 13
+    return model
+
+
+def test_matmulinteger_zero_points_follow_the_onnx_spec():
+    """A 1-D a_zero_point is per row of A; a 1-D b_zero_point is per column of B."""
+    a = np.array([[1, 2, 3], [4, 5, 6]], np.uint8)
+    b = np.array([[1, 0], [0, 1], [2, 3]], np.uint8)
+    a_zp, b_zp = np.array([1, 2], np.uint8), np.array([0, 1], np.uint8)
+    from ctnn.quant import REFERENCE_OPS, DialectError
+
+    ref = REFERENCE_OPS["MatMulInteger"]([a, b, a_zp, b_zp], {})[0]
+    np.testing.assert_array_equal(ref, (a.astype(np.int64) - a_zp[:, None]) @ (b.astype(np.int64) - b_zp))
+    # onnxruntime takes only a scalar a_zero_point, so the dialect refuses a per-row one
+    with pytest.raises(DialectError, match="node 'mm' .*a_zero_point 'az'"):
+        check_model(_mmi_model(a.shape, b, a_zp, b_zp))
+    model = _mmi_model(a.shape, b, np.array(2, np.uint8), b_zp)
+    ref = ReferenceInterpreter(model).run({"a": a})["y"]
+    np.testing.assert_array_equal(ref, (a.astype(np.int64) - 2) @ (b.astype(np.int64) - b_zp))
+    np.testing.assert_array_equal(_ort(model).run(None, {"a": a})[0], ref)

@@ -58,7 +58,9 @@ def test_integer_accuracy_tracks_float(trained):
 
 def test_per_channel_is_at_least_as_exact(trained):
     mlp, data = trained
-    q = quantize_mlp(mlp, data.X_train, weight_bits=4, act_bits=8, per_channel=True, input_range=data.value_range)
+    q = quantize_mlp(
+        mlp, data.X_train, weight_bits=4, act_bits=8, per_channel=True, input_range=data.value_range
+    )
     model = q.to_onnx()
     codes = q.quantize_input(data.X_test)
     np.testing.assert_array_equal(
@@ -84,11 +86,21 @@ def test_cli_quantize_and_check(trained, tmp_path, capsys):
 
     mlp, _ = trained
     save_checkpoint(mlp, tmp_path / "mlp.safetensors")
-    assert main(["quantize", str(tmp_path / "mlp.safetensors"), "--bits", "6", "--out", str(tmp_path / "q.onnx")]) == 0
+    assert (
+        main(
+            ["quantize", str(tmp_path / "mlp.safetensors"), "--bits", "6", "--out", str(tmp_path / "q.onnx")]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["int_test_accuracy"] > 0.85
     assert main(["check", str(tmp_path / "q.onnx")]) == 0
     text = capsys.readouterr().out
     assert "in the integer dialect" in text and "MatMulInteger×2" in text and "weight_bits=6" in text
-    assert main(["quantize", str(tmp_path / "mlp.safetensors"), "--bits", "1", "--out", str(tmp_path / "b.onnx")]) == 2
+    assert (
+        main(
+            ["quantize", str(tmp_path / "mlp.safetensors"), "--bits", "1", "--out", str(tmp_path / "b.onnx")]
+        )
+        == 2
+    )
     assert "got 1" in capsys.readouterr().err

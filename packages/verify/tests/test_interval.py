@@ -68,3 +68,29 @@ def test_phases_are_fixed_and_exact_at_a_point():
     clip_lo, clip_hi = b["fc1/rq/clip"]
     dead = div_hi < 0
     assert np.all(clip_lo[dead] == 0) and np.all(clip_hi[dead] == 0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), eps=st.integers(1, 6))
+def test_linear_bounds_are_sound_and_within_the_intervals(seed, eps):
+    net = random_integer_mlp([6, 8, 5, 3], weight_bits=5, act_bits=6, in_bits=6, seed=seed)
+    model = net.to_onnx()
+    x0 = np.random.default_rng(seed).integers(-32, 32, size=6)
+    blo, bhi = box_of(x0, eps, -32, 31)
+    tight = _assert_sound(model, blo, bhi, seed=seed)  # linear=True by default
+    loose = interval_bounds(model, blo, bhi, linear=False)
+    for name, (lo, hi) in tight.items():
+        assert np.all(lo >= loose[name][0]) and np.all(hi <= loose[name][1]), name
+
+
+def test_linear_bounds_are_tighter_where_neurons_share_inputs():
+    tighter = 0
+    for seed in range(10):
+        net = random_integer_mlp([16, 12, 6], weight_bits=6, act_bits=8, in_bits=8, seed=seed)
+        model = net.to_onnx()
+        x0 = np.random.default_rng(seed).integers(-100, 100, size=16)
+        blo, bhi = box_of(x0, 3, -128, 127)
+        a = interval_bounds(model, blo, bhi)["y"]
+        b = interval_bounds(model, blo, bhi, linear=False)["y"]
+        tighter += int(np.sum(a[1] - a[0]) < np.sum(b[1] - b[0]))
+    assert tighter >= 5

@@ -11,4 +11,12 @@ from ._store import ResultStore, query_key
 
 __version__ = "0.1.0"
 
-__all__ = ["PipelineConfig", "STAGES", "new_run_dir", "run_pipeline", "write_run_report", "ResultStore", "query_key"]
+__all__ = [
+    "PipelineConfig",
+    "STAGES",
+    "new_run_dir",
+    "run_pipeline",
+    "write_run_report",
+    "ResultStore",
+    "query_key",
+]

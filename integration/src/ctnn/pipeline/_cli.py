@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     pl = sub.add_parser("pipeline", help="train, quantize, verify (Ray), deploy and report")
     pl.add_argument("--config", help="a TOML file overriding the default configuration")
     pl.add_argument("--run-dir", help="run (or resume) in this directory instead of runs/<timestamp>/")
-    pl.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS, else embedded local Ray)")
+    pl.add_argument(
+        "--address", help="an existing Ray cluster (default: RAY_ADDRESS, else embedded local Ray)"
+    )
     pl.add_argument("--quiet", action="store_true")
     pl.set_defaults(fn=_pipeline)
     rp = sub.add_parser("report", help="(re)write the report of a run directory")

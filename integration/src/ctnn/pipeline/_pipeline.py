@@ -147,7 +147,17 @@ def stage_verify(run: Path, cfg: PipelineConfig, con: Console, address: str | No
                     meta = {"bits": int(wb), "eps": eps, "sample": i, "model": info["onnx"]}
                     key = query_key(model=sc.onnx_sha256, prop="robustness", eps=eps, sample=i,
                                     timeout=cfg.timeout_s, solver="z3")  # fmt: skip
-                    queries.append(Query(key, ref, codes[i].tolist(), eps, int(data.y_test[i]), meta))
+                    queries.append(
+                        Query(
+                            key,
+                            ref,
+                            codes[i].tolist(),
+                            eps,
+                            int(data.y_test[i]),
+                            (sc.input.lo, sc.input.hi),
+                            meta,
+                        )
+                    )
         bar = _progress(con, "verify", len(queries))
         results = run_robustness_queries(queries, store, "pipeline", cfg.timeout_s, progress=bar)
         bar(len(queries), len(queries), None, close=True)
@@ -249,7 +259,9 @@ def run_pipeline(
     if cfg_path.exists():
         saved = json.loads(cfg_path.read_text())
         if saved != cfg.to_dict():
-            raise ValueError(f"{run} was started with another configuration ({cfg_path}); use a new run directory")
+            raise ValueError(
+                f"{run} was started with another configuration ({cfg_path}); use a new run directory"
+            )
     else:
         _save_json(cfg_path, cfg.to_dict())
     con.say(f"[bold]ctnn pipeline[/bold] → {run}")

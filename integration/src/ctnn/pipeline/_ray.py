@@ -42,26 +42,34 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
 
 
 @ray.remote(max_retries=2)
-def _verify_robustness_task(model_bytes: bytes, codes: list[int], eps: int, label: int, timeout_s: float) -> dict:
+def _verify_robustness_task(
+    model_bytes: bytes, codes: list[int], eps: int, label: int, timeout_s: float, input_range: tuple[int, int]
+) -> dict:
     import numpy as np
     import onnx
 
     from ctnn.verify import verify_robustness
 
     model = onnx.load_from_string(model_bytes)
-    result = verify_robustness(model, np.asarray(codes), eps, label=label, timeout_s=timeout_s)
+    result = verify_robustness(
+        model, np.asarray(codes), eps, label=label, timeout_s=timeout_s, input_range=tuple(input_range)
+    )
     return result.to_dict()
 
 
 @dataclass
 class Query:
-    """One robustness query: a model (as an object ref to its bytes), a sample and ε."""
+    """One robustness query: a model (as an object ref to its bytes), a sample and ε.
+
+    ``input_range`` is the input codes' range from the sidecar: the box is cut to it.
+    """
 
     key: str
     model_ref: Any
     codes: list[int]
     eps: int
     label: int
+    input_range: tuple[int, int]
     meta: dict[str, Any]
 
 
@@ -90,7 +98,9 @@ def run_robustness_queries(
             if q is None:
                 exhausted = True
                 break
-            ref = _verify_robustness_task.remote(q.model_ref, q.codes, q.eps, q.label, timeout_s)
+            ref = _verify_robustness_task.remote(
+                q.model_ref, q.codes, q.eps, q.label, timeout_s, q.input_range
+            )
             pending[ref] = (q, time.monotonic())
         if not pending:
             break

@@ -49,7 +49,9 @@ def write_run_report(run_dir: str | Path) -> tuple[Path, Path]:
     rows = []
     for name in ("train", "quantize", "verify", "deploy", "report"):
         st = _stage(run, name)
-        rows.append([name, f"{st['wall_s']:.1f}" if st else "(this stage)" if name == "report" else "not run"])
+        rows.append(
+            [name, f"{st['wall_s']:.1f}" if st else "(this stage)" if name == "report" else "not run"]
+        )
     r.table(["stage", "wall time (s)"], rows)
 
     train, quant = _stage(run, "train"), _stage(run, "quantize")
@@ -91,7 +93,9 @@ def write_run_report(run_dir: str | Path) -> tuple[Path, Path]:
                              statistics.median(times) if times else 0.0,
                              ", ".join(f"{k} {v}" for k, v in sorted(methods.items()))])  # fmt: skip
             r.table(["bits", "ε", "robust", "vulnerable", "unknown", "median time (s)", "decided by"], rows)
-            r.figure(plot_robustness(results), "Verdicts per bit-width and ε", png_path=run / "robustness.png")
+            r.figure(
+                plot_robustness(results), "Verdicts per bit-width and ε", png_path=run / "robustness.png"
+            )
             vulns = [x for x in results if x["verdict"] == "vulnerable"][:10]
             if vulns:
                 r.heading("Counterexamples (replayed on the reference and in onnxruntime)", level=3)

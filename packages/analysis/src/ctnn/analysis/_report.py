@@ -108,7 +108,10 @@ class Report:
                 out.append("")
             else:
                 _, caption, png = b.data
-                out += [f"![{caption}]({Path(png).name})" if png else f"*{caption}* (figure in the HTML report)", ""]
+                out += [
+                    f"![{caption}]({Path(png).name})" if png else f"*{caption}* (figure in the HTML report)",
+                    "",
+                ]
         return "\n".join(out)
 
     def write(self, directory: str | os.PathLike[str], stem: str = "report") -> tuple[Path, Path]:

@@ -2,8 +2,9 @@
 
 The names below are the whole public surface; everything else lives in private
 modules. Registries that grow: :data:`MODELS` (model families, used by checkpoints),
-:data:`SOLVERS` (ODE solvers), :data:`WIRINGS` (neuron wirings) and
-:data:`DATASETS` (offline data sets).
+:data:`SEQUENCE_FAMILIES` (recurrent families behind :class:`SequenceClassifier`),
+:data:`SOLVERS` (LTC ODE solvers), :data:`DEPTH_SCHEMES` and :data:`BASES`
+(ContinuousNet), :data:`WIRINGS` (neuron wirings) and :data:`DATASETS` (offline data sets).
 
 Example:
     >>> import torch
@@ -14,39 +15,70 @@ Example:
     2
 """
 
+from ._builders import CLASSIFIERS, build_classifier
 from ._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ._data import DATASETS, Dataset, load_dataset, load_digits
+from ._continuous import BASES, DEPTH_SCHEMES, ContinuousNet
+from ._data import (
+    DATASETS,
+    Dataset,
+    DatasetUnavailableError,
+    load_dataset,
+    load_digits,
+    load_mnist,
+    load_ts_dataset,
+)
 from ._families import MODELS
 from ._ltc import LTC, LTCClassifier
 from ._ltc_cell import LTCCell
 from ._mlp import MLP
+from ._recurrent import CTRNN, GRU, LEM, LSTM, LipschitzRNN, StabilityReport, lipschitz_matrix
+from ._sequence import SEQUENCE_FAMILIES, SequenceClassifier
 from ._solvers import SOLVERS, Solver
 from ._train import EpochRecord, TrainResult, accuracy, train_classifier
-from ._wiring import WIRINGS, FullyConnected, Wiring, wiring_from_config
+from ._wiring import NCP, WIRINGS, AutoNCP, FullyConnected, Wiring, wiring_from_config
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "BASES",
+    "CLASSIFIERS",
+    "CTRNN",
     "DATASETS",
+    "DEPTH_SCHEMES",
+    "GRU",
+    "LEM",
+    "LSTM",
     "LTC",
     "MLP",
     "MODELS",
+    "NCP",
+    "SEQUENCE_FAMILIES",
     "SOLVERS",
     "WIRINGS",
+    "AutoNCP",
     "CheckpointError",
+    "ContinuousNet",
     "Dataset",
+    "DatasetUnavailableError",
     "EpochRecord",
     "FullyConnected",
     "LTCCell",
     "LTCClassifier",
+    "LipschitzRNN",
+    "SequenceClassifier",
     "Solver",
+    "StabilityReport",
     "TrainResult",
     "Wiring",
     "__version__",
     "accuracy",
+    "build_classifier",
+    "lipschitz_matrix",
     "load_checkpoint",
     "load_dataset",
     "load_digits",
+    "load_mnist",
+    "load_ts_dataset",
     "save_checkpoint",
     "train_classifier",
     "wiring_from_config",

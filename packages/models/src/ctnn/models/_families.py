@@ -11,14 +11,24 @@ from typing import Any
 
 from torch import nn
 
+from ._continuous import ContinuousNet
 from ._ltc import LTC, LTCClassifier
 from ._mlp import MLP
+from ._recurrent import CTRNN, GRU, LEM, LSTM, LipschitzRNN
+from ._sequence import SequenceClassifier
 
 #: Model classes by family name.
 MODELS: dict[str, type[nn.Module]] = {
     "mlp": MLP,
     "ltc": LTC,
     "ltc_classifier": LTCClassifier,
+    "lipschitz_rnn": LipschitzRNN,
+    "lem": LEM,
+    "ctrnn": CTRNN,
+    "lstm": LSTM,
+    "gru": GRU,
+    "sequence_classifier": SequenceClassifier,
+    "continuous_net": ContinuousNet,
 }
 
 

@@ -8,8 +8,31 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import _native
 from ._ltc_cell import LTCCell
 from ._wiring import Wiring
+
+#: How :class:`LTC` runs the semi-implicit solver over a sequence.
+IMPLEMENTATIONS = ("auto", "native", "eager", "cell")
+
+
+def semi_implicit_sequence(
+    cnum: Tensor, cden: Tensor, cmt: Tensor, v0: Tensor, sigma: Tensor, mu: Tensor,
+    we: Tensor, wd: Tensor, eps: float, unfolds: int,
+) -> Tensor:  # fmt: skip
+    """The eager PyTorch form of :class:`~ctnn.models._native.FusedSemiImplicit` (same inputs, same output).
+
+    ``cnum, cden, cmt [B, T, N]``, ``v0 [B, N]``, ``sigma, mu, we, wd [N, N]``; returns the
+    state after every step ``[B, T, N]``.
+    """
+    v, states = v0, []
+    for t in range(cnum.shape[1]):
+        cn, cd, cm = cnum[:, t], cden[:, t], cmt[:, t]
+        for _ in range(unfolds):
+            s = torch.sigmoid(sigma * (v.unsqueeze(-1) - mu))  # [B, src, dst]
+            v = (cm * v + cn + (s * we).sum(dim=1)) / (cm + cd + (s * wd).sum(dim=1) + eps)
+        states.append(v)
+    return torch.stack(states, dim=1)
 
 
 class LTC(nn.Module):
@@ -40,6 +63,25 @@ class LTC(nn.Module):
     ) -> None:
         super().__init__()
         self.cell = LTCCell(in_features, units, ode_unfolds=ode_unfolds, solver=solver, **cell_options)
+        self.implementation = "auto"
+
+    @property
+    def implementation(self) -> str:
+        """How the semi-implicit solver runs over a sequence (not saved in checkpoints).
+
+        ``"auto"``: the fused C kernel of :mod:`ctnn.models._native` when it is available
+        (CPU, float32/float64), else ``"eager"``; ``"native"``: that kernel or an error;
+        ``"eager"``: PyTorch ops, with the sensory synapses computed for all steps at once;
+        ``"cell"``: :class:`LTCCell` step by step (what the explicit solvers always use).
+        All four compute the same function.
+        """
+        return self._implementation
+
+    @implementation.setter
+    def implementation(self, name: str) -> None:
+        if name not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {name!r}")
+        self._implementation = name
 
     @property
     def state_size(self) -> int:
@@ -69,14 +111,69 @@ class LTC(nn.Module):
             raise ValueError(f"expected a batch of sequences [N, T, F], got shape {list(x.shape)}")
         if timespans is not None and tuple(timespans.shape) != tuple(x.shape[:2]):
             raise ValueError(f"timespans must be [N, T] = {list(x.shape[:2])}, got {list(timespans.shape)}")
-        h = hx
-        outputs = []
-        for t in range(x.shape[1]):
-            elapsed = 1.0 if timespans is None else timespans[:, t]
-            out, h = self.cell(x[:, t], h, elapsed)
-            outputs.append(out)
-        assert h is not None  # T >= 1 ran at least one step
-        return torch.stack(outputs, dim=1), h
+        impl = self._resolve_implementation(x)
+        if impl == "cell":
+            h = hx
+            outputs = []
+            for t in range(x.shape[1]):
+                elapsed = 1.0 if timespans is None else timespans[:, t]
+                out, h = self.cell(x[:, t], h, elapsed)
+                outputs.append(out)
+            assert h is not None  # T >= 1 ran at least one step
+            return torch.stack(outputs, dim=1), h
+        states = self._sequence(x, hx, timespans, impl)
+        return self._map_outputs(states), states[:, -1]
+
+    def _resolve_implementation(self, x: Tensor) -> str:
+        impl = self._implementation
+        fusable = (
+            self.cell.solver == "semi_implicit"
+            and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64)
+        )
+        if impl == "native":
+            if not fusable:
+                raise ValueError("the native LTC kernel needs solver='semi_implicit' and float CPU tensors")
+            if not _native.available():
+                raise RuntimeError(f"the native LTC kernel is unavailable: {_native.unavailable_reason()}")
+            return "native"
+        if impl == "auto":
+            if not fusable:
+                return "cell"
+            return "native" if _native.available() else "eager"
+        if impl == "eager" and self.cell.solver != "semi_implicit":
+            return "cell"
+        return impl
+
+    def _sequence(self, x: Tensor, hx: Tensor | None, timespans: Tensor | None, impl: str) -> Tensor:
+        cell = self.cell
+        p = cell.effective_parameters()
+        xm = cell._map_inputs(x)  # [B, T, F]
+        # The sensory synapses see the input, constant within a step: all steps at once.
+        s_act = p["sensory_w"] * torch.sigmoid(p["sensory_sigma"] * (xm.unsqueeze(-1) - p["sensory_mu"]))
+        cnum = (s_act * p["sensory_erev"]).sum(dim=2) + p["gleak"] * p["vleak"]
+        cden = s_act.sum(dim=2) + p["gleak"]
+        if timespans is None:
+            cmt = (p["cm"] * cell.ode_unfolds).expand_as(cnum)
+        else:
+            if not bool((timespans > 0).all()):
+                raise ValueError("timespans must be positive")
+            cmt = p["cm"] / (timespans.to(x.dtype).unsqueeze(-1) / cell.ode_unfolds)
+        v0 = x.new_zeros(x.shape[0], cell.state_size) if hx is None else hx
+        we, wd = p["w"] * p["erev"], p["w"]
+        args = (cnum, cden, cmt, v0, p["sigma"], p["mu"], we, wd, cell.epsilon, cell.ode_unfolds)
+        if impl == "native":
+            return _native.FusedSemiImplicit.apply(*args)
+        return semi_implicit_sequence(*args)
+
+    def _map_outputs(self, states: Tensor) -> Tensor:
+        cell = self.cell
+        out = states[..., : cell.motor_size]
+        if cell.output_mapping in ("affine", "linear"):
+            out = out * cell.output_w
+        if cell.output_mapping == "affine":
+            out = out + cell.output_b
+        return out
 
 
 class LTCClassifier(nn.Module):

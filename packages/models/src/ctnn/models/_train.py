@@ -98,6 +98,7 @@ def train_classifier(
     patience: int | None = 10,
     progress: bool = True,
     weight_decay: float = 0.0,
+    clip_grad_norm: float | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` with Adam and cross-entropy; keep the best weights.
 
@@ -107,6 +108,8 @@ def train_classifier(
     and torch's global generator; seed torch before *constructing* the model too
     (``torch.manual_seed``) to make the initial weights reproducible — then two runs
     give identical weights. ``progress`` shows a tqdm bar with the epoch and loss.
+    ``clip_grad_norm`` clips the global gradient norm before each step (as the
+    Lipschitz RNN and LEM papers' training scripts do).
 
     Example:
         >>> import torch
@@ -140,6 +143,8 @@ def train_classifier(
             loss = nn.functional.cross_entropy(model(X_tr[idx]), y_tr[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
             opt.step()
             _constrain(model)
             loss_sum += float(loss.detach()) * len(idx)

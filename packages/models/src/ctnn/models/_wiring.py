@@ -5,8 +5,8 @@ analysis can share it. ``adjacency_matrix[src, dst]`` and
 ``sensory_adjacency_matrix[input, dst]`` hold +1 (excitatory), -1 (inhibitory) or 0
 (no synapse); cells use the absolute value as a sparsity mask and the sign to
 initialise reversal potentials. The first ``output_dim`` neurons are the motor
-neurons a cell reads its output from. Sparse NCP-style wirings are new subclasses
-registered in :data:`WIRINGS`.
+neurons a cell reads its output from. :class:`FullyConnected`, and the sparse
+:class:`NCP` / :class:`AutoNCP` circuits, are registered in :data:`WIRINGS`.
 """
 
 from __future__ import annotations
@@ -193,10 +193,178 @@ class FullyConnected(Wiring):
         return wiring
 
 
+class NCP(Wiring):
+    """A sparse neural circuit policy wiring (Lechner et al.): sensory → inter → command → motor.
+
+    Neurons are numbered motor ``[0, motor)``, command, then inter. Each input connects
+    to ``sensory_fanout`` inter neurons, each inter neuron to ``inter_fanout`` command
+    neurons, ``recurrent_command_synapses`` random command → command synapses, and each
+    motor neuron receives ``motor_fanin`` command neurons; neurons left unreached get a
+    few synapses so every layer is connected. Polarities are ±1 with equal odds. The
+    draws follow the ncps package's ``NCP`` wiring with ``numpy.random.RandomState(seed)``
+    in the same order, so the same hyper-parameters and seed give the same matrices.
+
+    Example:
+        >>> w = NCP(inter_neurons=6, command_neurons=4, motor_neurons=2, sensory_fanout=3,
+        ...         inter_fanout=2, recurrent_command_synapses=3, motor_fanin=2)
+        >>> w.build(5)
+        >>> w.units, w.output_dim, int(w.sensory_adjacency_matrix[:, :6].any())
+        (12, 2, 0)
+    """
+
+    kind: ClassVar[str] = "ncp"
+
+    def __init__(
+        self,
+        inter_neurons: int,
+        command_neurons: int,
+        motor_neurons: int,
+        sensory_fanout: int,
+        inter_fanout: int,
+        recurrent_command_synapses: int,
+        motor_fanin: int,
+        seed: int = 22222,
+    ) -> None:
+        super().__init__(inter_neurons + command_neurons + motor_neurons, output_dim=motor_neurons)
+        if motor_fanin > command_neurons:
+            raise ValueError(f"motor_fanin={motor_fanin} exceeds the {command_neurons} command neurons")
+        if sensory_fanout > inter_neurons:
+            raise ValueError(f"sensory_fanout={sensory_fanout} exceeds the {inter_neurons} inter neurons")
+        if inter_fanout > command_neurons:
+            raise ValueError(f"inter_fanout={inter_fanout} exceeds the {command_neurons} command neurons")
+        self.hyper = {
+            "inter_neurons": inter_neurons, "command_neurons": command_neurons,
+            "motor_neurons": motor_neurons, "sensory_fanout": sensory_fanout,
+            "inter_fanout": inter_fanout, "recurrent_command_synapses": recurrent_command_synapses,
+            "motor_fanin": motor_fanin, "seed": seed,
+        }  # fmt: skip
+        self.motor = list(range(motor_neurons))
+        self.command = list(range(motor_neurons, motor_neurons + command_neurons))
+        self.inter = list(range(motor_neurons + command_neurons, self.units))
+
+    def neuron_type(self, i: int) -> str:
+        """``"motor"``, ``"command"`` or ``"inter"``."""
+        return "motor" if i in self.motor else "command" if i in self.command else "inter"
+
+    def _connect_sensory(self) -> None:
+        # All synapses are drawn here, once the input count is known (as ncps does in build()).
+        assert self.input_dim is not None
+        h = self.hyper
+        rng = np.random.RandomState(h["seed"])
+        sensory = list(range(self.input_dim))
+
+        def polarity() -> int:
+            return int(rng.choice([-1, 1]))
+
+        def fan(sources, targets, fanout, add, fanin_cap):
+            unreached = list(targets)
+            for src in sources:
+                for dst in rng.choice(targets, size=fanout, replace=False):
+                    if dst in unreached:
+                        unreached.remove(dst)
+                    add(int(src), int(dst), polarity())
+            mean_fanin = int(np.clip(int(len(sources) * fanout / len(targets)), 1, fanin_cap))
+            for dst in unreached:
+                for src in rng.choice(sources, size=mean_fanin, replace=False):
+                    add(int(src), int(dst), polarity())
+
+        fan(sensory, self.inter, h["sensory_fanout"], self.add_sensory_synapse, len(sensory))
+        fan(self.inter, self.command, h["inter_fanout"], self.add_synapse, len(self.command))
+        for _ in range(h["recurrent_command_synapses"]):
+            src, dst = rng.choice(self.command), rng.choice(self.command)
+            self.add_synapse(int(src), int(dst), polarity())
+        # command -> motor: every motor neuron draws its fan-in; unreached command neurons fan out
+        unreached = list(self.command)
+        for dst in self.motor:
+            for src in rng.choice(self.command, size=h["motor_fanin"], replace=False):
+                if src in unreached:
+                    unreached.remove(src)
+                self.add_synapse(int(src), dst, polarity())
+        mean_fanout = int(
+            np.clip(int(len(self.motor) * h["motor_fanin"] / len(self.command)), 1, len(self.motor))
+        )
+        for src in unreached:
+            for dst in rng.choice(self.motor, size=mean_fanout, replace=False):
+                self.add_synapse(src, int(dst), polarity())
+
+    def get_config(self) -> dict[str, Any]:
+        """The generating hyper-parameters (the matrices follow from them)."""
+        return {"kind": self.kind, **self.hyper, "input_dim": self.input_dim}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> NCP:
+        """Regenerate the wiring (and build it if it was built)."""
+        wiring = cls(**{k: int(config[k]) for k in (
+            "inter_neurons", "command_neurons", "motor_neurons", "sensory_fanout", "inter_fanout",
+            "recurrent_command_synapses", "motor_fanin", "seed")})  # fmt: skip
+        if config.get("input_dim") is not None:
+            wiring.build(int(config["input_dim"]))
+        return wiring
+
+
+class AutoNCP(NCP):
+    """An :class:`NCP` from a neuron count, an output count and a sparsity level (as ncps's ``AutoNCP``).
+
+    40% of the non-motor neurons are command neurons, the rest inter neurons; fan-outs
+    and fan-ins are the layer sizes times ``1 − sparsity_level`` (at least 1).
+
+    Example:
+        >>> w = AutoNCP(16, 4, sparsity_level=0.5)
+        >>> w.build(3)
+        >>> w.units, w.output_dim
+        (16, 4)
+    """
+
+    kind: ClassVar[str] = "auto_ncp"
+
+    def __init__(self, units: int, output_size: int, sparsity_level: float = 0.5, seed: int = 22222) -> None:
+        if output_size >= units - 2:
+            raise ValueError(
+                f"output_size must be less than units - 2 (got {units} units, {output_size} outputs)"
+            )
+        if not 0.1 <= sparsity_level <= 1.0:
+            raise ValueError(f"sparsity_level must be in [0.1, 1.0], got {sparsity_level}")
+        density = 1.0 - sparsity_level
+        inter_and_command = units - output_size
+        command = max(int(0.4 * inter_and_command), 1)
+        inter = inter_and_command - command
+        super().__init__(
+            inter, command, output_size,
+            sensory_fanout=max(int(inter * density), 1),
+            inter_fanout=max(int(command * density), 1),
+            recurrent_command_synapses=max(int(command * density * 2), 1),
+            motor_fanin=max(int(command * density), 1),
+            seed=seed,
+        )  # fmt: skip
+        self.auto = {
+            "units": units,
+            "output_size": output_size,
+            "sparsity_level": sparsity_level,
+            "seed": seed,
+        }
+
+    def get_config(self) -> dict[str, Any]:
+        """The generating hyper-parameters."""
+        return {"kind": self.kind, **self.auto, "input_dim": self.input_dim}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> AutoNCP:
+        """Regenerate the wiring (and build it if it was built)."""
+        wiring = cls(
+            int(config["units"]), int(config["output_size"]), float(config.get("sparsity_level", 0.5)),
+            int(config.get("seed", 22222)),
+        )  # fmt: skip
+        if config.get("input_dim") is not None:
+            wiring.build(int(config["input_dim"]))
+        return wiring
+
+
 #: Wiring classes by the ``kind`` written in their config.
 WIRINGS: dict[str, type[Wiring]] = {
     Wiring.kind: Wiring,
     FullyConnected.kind: FullyConnected,
+    NCP.kind: NCP,
+    AutoNCP.kind: AutoNCP,
 }
 
 

@@ -121,7 +121,15 @@ def check_model(model: onnx.ModelProto, source: str = "<model>") -> GraphSummary
                     f"{source}: {kind} tensor {vi.name!r} has type "
                     f"{TensorProto.DataType.Name(elem)}, not an integer type"
                 )
+    sizes = {i.name: int(np.prod(i.dims)) if i.dims else 1 for i in g.initializer}
     for node in g.node:
+        if node.op_type == "MatMulInteger" and len(node.input) > 2 and node.input[2]:
+            # per-row zero points of A are in the ONNX spec but onnxruntime rejects them
+            if sizes.get(node.input[2], 0) != 1:
+                raise DialectError(
+                    f"{source}: node {node.name!r} (MatMulInteger) has a_zero_point {node.input[2]!r} that is "
+                    "not a constant scalar; the dialect allows only a scalar a_zero_point"
+                )
         if node.op_type == "Cast":
             to = next(a.i for a in node.attribute if a.name == "to")
             if to not in ALLOWED_TYPES:

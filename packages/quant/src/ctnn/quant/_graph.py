@@ -71,7 +71,9 @@ class GraphBuilder:
         neg = self.op("Less", [p, self.scalar(0)], f"{prefix}/neg")
         lo_side = self.op("Sub", [p, h], f"{prefix}/p_minus_h")
         hi_side = self.op("Add", [p, h], f"{prefix}/p_plus_h")
-        r = self.op("Div", [self.op("Where", [neg, lo_side, hi_side], f"{prefix}/rounded"), d], f"{prefix}/div")
+        r = self.op(
+            "Div", [self.op("Where", [neg, lo_side, hi_side], f"{prefix}/rounded"), d], f"{prefix}/div"
+        )
         return self.op("Clip", [r, self.scalar(lo), self.scalar(hi)], f"{prefix}/clip")
 
     def model(
@@ -165,7 +167,9 @@ class IntegerMLP:
                 x32 = b.cast(x, np.int32, f"{layer.name}/x32")
                 w32 = b.cast(w, np.int32, f"{layer.name}/W32")
                 acc = b.op("MatMul", [x32, w32], f"{layer.name}/matmul")
-            acc = b.op("Add", [acc, b.const(f"{layer.name}/b", layer.bias.astype(np.int32))], f"{layer.name}/acc")
+            acc = b.op(
+                "Add", [acc, b.const(f"{layer.name}/b", layer.bias.astype(np.int32))], f"{layer.name}/acc"
+            )
             r = b.requant(acc, layer.multiplier, layer.shift, layer.lo, layer.hi, f"{layer.name}/rq")
             lo, hi = layer.lo, layer.hi
             x_dtype = container_dtype(lo, hi)

@@ -51,7 +51,9 @@ class QuantizedModel:
         """The integer ONNX graph."""
         return self.net.to_onnx(name=f"ctnn_{self.family}")
 
-    def sidecar(self, dataset: str = "", classes: list[str] | None = None, metrics: dict | None = None) -> Sidecar:
+    def sidecar(
+        self, dataset: str = "", classes: list[str] | None = None, metrics: dict | None = None
+    ) -> Sidecar:
         """The JSON sidecar describing this model."""
         return Sidecar(
             family=self.family,

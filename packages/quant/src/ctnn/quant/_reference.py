@@ -47,7 +47,9 @@ def _same(a: np.ndarray, result: np.ndarray) -> np.ndarray:
 def _matmulinteger(x, attrs):
     a, b = _i64(x[0]), _i64(x[1])
     if len(x) > 2 and x[2] is not None:
-        a = a - _i64(x[2])
+        zp = _i64(x[2])
+        # a 1-D a_zero_point is per row of A (ONNX spec), so it broadcasts along the row axis
+        a = a - (zp.reshape(-1, 1) if zp.ndim == 1 and a.ndim >= 2 else zp)
     if len(x) > 3 and x[3] is not None:
         b = b - _i64(x[3])
     return [np.matmul(a, b).astype(np.int32)]

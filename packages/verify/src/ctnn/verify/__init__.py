@@ -15,6 +15,7 @@ from ctnn.quant import DialectError
 from ._encoder import ENCODINGS
 from ._errors import EpsError, SampleError, UnsupportedError, VerifyError, WitnessError
 from ._interval import INTERVAL_RULES, Bounds, register_interval
+from ._linear import LINEAR_RULES, register_linear
 from ._properties import PROPERTIES, LocalRobustness, Property, register_property
 from ._result import VerificationResult
 from ._smt import SMT_OPS, register_smt
@@ -26,5 +27,6 @@ __all__ = [
     "verify_robustness", "to_smtlib", "interval_bounds", "VerificationResult",
     "VerifyError", "EpsError", "SampleError", "UnsupportedError", "WitnessError", "DialectError",
     "ENCODINGS", "SMT_OPS", "register_smt", "INTERVAL_RULES", "register_interval", "Bounds",
+    "LINEAR_RULES", "register_linear",
     "PROPERTIES", "Property", "LocalRobustness", "register_property", "__version__",
 ]  # fmt: skip

@@ -41,8 +41,7 @@ def attack(
     def corners(n: int) -> np.ndarray:
         return np.where(rng.random((n, len(lo))) < 0.5, lo, hi)
 
-    size = np.prod((hi - lo + 1).astype(float))
-    if size <= max_evals:  # a small box: try all of it
+    if np.log2((hi - lo + 1).astype(float)).sum() <= np.log2(max_evals):  # a small box: try all of it
         grid = np.stack(np.meshgrid(*[np.arange(a, b + 1) for a, b in zip(lo, hi)], indexing="ij"), -1)
         grid = grid.reshape(-1, len(lo))
         s = score(grid)

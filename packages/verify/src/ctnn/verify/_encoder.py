@@ -28,6 +28,7 @@ import z3
 from ctnn.quant import REFERENCE_OPS
 
 from ._bv import Sym, bv, is_sym, width, wrap_int
+from ._chains import ELEMENTWISE, MAX_TABLE, MOVES, ROOT, Rec, const, tabulate
 from ._errors import UnsupportedError
 from ._interval import Bounds
 from ._network import Network
@@ -35,25 +36,7 @@ from ._smt import SMT_OPS, NodeCtx, obj
 
 ENCODINGS = ("naive", "optimized")
 
-#: ops whose every output element is a function of the same-index input elements
-ELEMENTWISE = frozenset({"Add", "Sub", "Mul", "Div", "Clip", "Min", "Max", "Cast", "Less", "Greater", "Equal", "Where"})
-#: ops that only move elements (a fused chain passes through them untouched)
-MOVES = frozenset({"Identity", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Concat", "Split"})
-MAX_TABLE = 1 << 18  # largest interval of a chain's root that is tabulated
 MAX_PIECES = 64  # most steps a fused chain may have before the literal encoding is kept
-
-
-@dataclass(eq=False)
-class _Rec:
-    """A fused chain: an op over sub-chains (``root``: the chain's input, ``const``: a value)."""
-
-    op: str
-    args: tuple = ()
-    attrs: dict | None = None
-    value: np.ndarray | None = None
-
-
-_ROOT = _Rec("root")
 
 
 @dataclass(eq=False)
@@ -64,19 +47,7 @@ class _Uni:
     lo: int
     hi: int
     dtype: np.dtype
-    rec: _Rec = _ROOT
-
-
-def _eval(rec: _Rec, r: np.ndarray, memo: dict[int, np.ndarray]) -> np.ndarray:
-    if rec is _ROOT:
-        return r
-    if rec.op == "const":
-        return rec.value
-    got = memo.get(id(rec))
-    if got is None:
-        args = [None if a is None else _eval(a, r, memo) for a in rec.args]
-        got = memo[id(rec)] = REFERENCE_OPS[rec.op](args, rec.attrs)[0]
-    return got
+    rec: Rec = ROOT
 
 
 @dataclass
@@ -147,23 +118,18 @@ class _Walker:
 
     def materialize(self, e: Any) -> Any:
         """A fused chain as a step function of its root (or its literal encoding if too many steps)."""
-        if not is_sym(e) or e.uni is None or e.uni.rec is _ROOT:
+        if not is_sym(e) or e.uni is None or e.uni.rec is ROOT:
             return e
         hit = self._mat.get(id(e))
         if hit is not None:
             return hit[1]
         u = e.uni
         out = e
-        if u.hi - u.lo < MAX_TABLE:
-            r = np.arange(u.lo, u.hi + 1, dtype=np.int64).astype(u.dtype)
-            try:
-                table = np.broadcast_to(_eval(u.rec, r, {}), r.shape)
-            except (ZeroDivisionError, ValueError, IndexError):  # undefined somewhere on the interval
-                table = None
-            if table is not None:
-                steps = np.flatnonzero(table[1:] != table[:-1]) + 1
-                if len(steps) < MAX_PIECES:
-                    out = self._steps(u, table, steps)
+        table = tabulate(u.rec, u.lo, u.hi, u.dtype)
+        if table is not None:
+            steps = np.flatnonzero(table[1:] != table[:-1]) + 1
+            if len(steps) < MAX_PIECES:
+                out = self._steps(u, table, steps)
         self.stats["step_functions" if out is not e else "literal_chains"] += 1
         self._mat[id(e)] = (e, out)
         return out
@@ -209,11 +175,10 @@ class _Walker:
             u = syms[0].uni if syms else None
             if len(roots) == 1 and all(e.uni is not None for e in syms) and u.hi - u.lo < MAX_TABLE:
                 args = tuple(
-                    None if e is None else e.uni.rec if is_sym(e)
-                    else _Rec("const", value=np.asarray(e, dtype=self.dtypes[node.input[k]]))
+                    None if e is None else e.uni.rec if is_sym(e) else const(e, self.dtypes[node.input[k]])
                     for k, e in enumerate(es)
-                )  # fmt: skip
-                recs[idx] = (u, _Rec(node.op_type, args, attrs), es)
+                )
+                recs[idx] = (u, Rec(node.op_type, args, attrs), es)
             else:
                 for k, e in enumerate(es):
                     if is_sym(e):

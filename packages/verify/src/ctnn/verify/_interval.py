@@ -313,12 +313,23 @@ def interval_pass(
     constants: Mapping[str, np.ndarray],
     dtypes: Mapping[str, np.dtype],
     inputs: Mapping[str, tuple[np.ndarray, np.ndarray]],
-) -> dict[str, Bounds]:
-    """Bounds of every tensor of the graph given a box for each input (shaped as the input)."""
+    linear: bool = False,
+) -> tuple[dict[str, Bounds], Any]:
+    """Bounds of every tensor given a box for the (one) input, shaped as the input.
+
+    With ``linear``, affine forms (:mod:`._linear`) tighten the bounds as the walk goes;
+    the second result is then the :class:`~._linear.LinearRefiner` holding them, else None.
+    """
     env: dict[str, Bounds] = {n: Bounds.const(v) for n, v in constants.items()}
     for name, (lo, hi) in inputs.items():
         lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
         env[name] = _finish(lo, hi, dtypes[name])
+    refiner = None
+    if linear:
+        from ._linear import LinearRefiner
+
+        (name,) = inputs
+        refiner = LinearRefiner(env, dict(dtypes), name)
     for node, attrs in nodes:
         ins = [env[i] if i else None for i in node.input]
         if all(b is None or b.value is not None for b in ins):
@@ -328,10 +339,15 @@ def interval_pass(
         rule = INTERVAL_RULES.get(node.op_type)
         if rule is None:
             raise UnsupportedError(f"node {node.name!r}: no interval rule for op {node.op_type!r}")
+        if refiner is not None:
+            refiner.before(node, attrs)
+            ins = [env[i] if i else None for i in node.input]
         try:
             res = rule(ins, {**attrs, "_op": node.op_type})
         except UnsupportedError as exc:
             raise UnsupportedError(f"node {node.name!r} ({node.op_type}): {exc}") from None
         for name, (plo, phi) in zip(node.output, res):
             env[name] = _finish(plo, phi, dtypes[name])
-    return env
+        if refiner is not None:
+            refiner.after(node, attrs)
+    return env, refiner

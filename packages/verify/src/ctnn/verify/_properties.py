@@ -40,6 +40,14 @@ class Property(ABC):
     def proved_by_bounds(self, lo: np.ndarray, hi: np.ndarray) -> bool:
         """True if no output inside the bounds [lo, hi] is a counterexample."""
 
+    def proved_by_forms(self, forms: Any, xlo: np.ndarray, xhi: np.ndarray) -> bool:
+        """True if the outputs' affine forms (:class:`~._linear.Forms`, flat) rule out a counterexample."""
+        return False
+
+    def split_weights(self, forms: Any, xlo: np.ndarray, xhi: np.ndarray) -> np.ndarray | None:
+        """Per input, how much it moves the bound that is furthest from proving the property."""
+        return None
+
     @abstractmethod
     def score(self, y: np.ndarray) -> np.ndarray:
         """Per row of ``y`` [B, n_out]: an integer that is > 0 exactly on counterexamples."""
@@ -75,6 +83,28 @@ class LocalRobustness(Property):
         best = hi - lo[self.label] - self._margins(len(lo))  # > 0: j might win
         best[self.label] = 0
         return bool(np.all(best <= 0))
+
+    def proved_by_forms(self, forms, xlo, xhi):
+        from ._linear import max_of
+
+        L = self.label
+        margins = self._margins(len(forms.Lc))
+        for j in range(len(forms.Lc)):
+            if j == L:
+                continue
+            # the most y[j] - y[label] can be, with the inputs they share cancelling
+            if np.floor(max_of(forms.UA[j] - forms.LA[L], forms.Uc[j] - forms.Lc[L], xlo, xhi)) > margins[j]:
+                return False
+        return True
+
+    def split_weights(self, forms, xlo, xhi):
+        from ._linear import max_of
+
+        L = self.label
+        gaps = [(max_of(forms.UA[j] - forms.LA[L], forms.Uc[j] - forms.Lc[L], xlo, xhi), j)
+                for j in range(len(forms.Lc)) if j != L]  # fmt: skip
+        j = max(gaps)[1]
+        return np.abs(forms.UA[j] - forms.LA[L])
 
     def score(self, y):
         y = np.asarray(y, np.int64)

@@ -78,7 +78,9 @@ class NodeCtx:
         terms += [bv(p, w) * bv(q, w) for p, q in products]
         if natural != base or not terms:
             terms.append(z3.BitVecVal(natural - base, w))
-        return Sym(base, terms[0] if len(terms) == 1 else z3.Sum(terms))
+        while len(terms) > 1:  # a balanced adder tree
+            terms = [a + b for a, b in zip(terms[::2], terms[1::2])] + ([terms[-1]] if len(terms) % 2 else [])
+        return Sym(base, terms[0])
 
 
 SmtRule = Callable[[NodeCtx, list[np.ndarray | None]], list[np.ndarray]]

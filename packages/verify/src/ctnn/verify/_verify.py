@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -12,10 +13,12 @@ from ._attack import attack as run_attack
 from ._encoder import ENCODINGS, Encoding, encode
 from ._errors import EpsError, SampleError
 from ._interval import Bounds, interval_pass
+from ._linear import Forms
 from ._network import ModelLike, Network, as_network
 from ._properties import LocalRobustness, Property
 from ._replay import replay
 from ._result import VerificationResult
+from ._split import split_search
 
 
 def _integral(a: np.ndarray, what: str, err: type[Exception]) -> np.ndarray:
@@ -88,14 +91,50 @@ class _Query:
         self.y0 = np.asarray(env[net.output_name]).ravel().astype(np.int64)
         self.dtypes = {k: np.asarray(v).dtype for k, v in env.items()}
         self._bounds: dict[str, Bounds] | None = None
+        self.linear: Any = None
+
+    def sub(self, lo: np.ndarray, hi: np.ndarray) -> _Query:
+        """The same query on a sub-box, bounded."""
+        q = copy.copy(self)
+        q.lo, q.hi, q.x0 = lo, hi, np.clip(self.x0, lo, hi)
+        q.bound()
+        return q
+
+    def bound(self, linear: bool = True) -> None:
+        """The interval pass (tightened by linear bounds): every tensor's bounds, the output's forms."""
+        shape = self.net.sample_shape
+        box = {self.net.input_name: (self.lo.reshape(shape), self.hi.reshape(shape))}
+        self._bounds, self.linear = interval_pass(
+            self.net.ref.nodes, self.net.ref.constants, self.dtypes, box, linear=linear
+        )
 
     @property
     def bounds(self) -> dict[str, Bounds]:
         if self._bounds is None:
-            shape = self.net.sample_shape
-            box = {self.net.input_name: (self.lo.reshape(shape), self.hi.reshape(shape))}
-            self._bounds = interval_pass(self.net.ref.nodes, self.net.ref.constants, self.dtypes, box)
+            self.bound()
         return self._bounds
+
+    def proved_by_bounds(self) -> bool:
+        out = self.bounds[self.net.output_name]
+        if self.prop.proved_by_bounds(out.lo.ravel(), out.hi.ravel()):
+            return True
+        if self.linear is None:
+            return False
+        f = self.linear.ensure(self.net.output_name)
+        n = self.linear.n
+        forms = Forms(f.LA.reshape(-1, n), f.Lc.ravel(), f.UA.reshape(-1, n), f.Uc.ravel())
+        return self.prop.proved_by_forms(forms, self.linear.xlo, self.linear.xhi)
+
+    def split_weights(self) -> np.ndarray:
+        """How much each input weighs on the property's worst margin (the widest input without forms)."""
+        w = None
+        if self.linear is not None:
+            f = self.linear.ensure(self.net.output_name)
+            n = self.linear.n
+            forms = Forms(f.LA.reshape(-1, n), f.Lc.ravel(), f.UA.reshape(-1, n), f.Uc.ravel())
+            w = self.prop.split_weights(forms, self.linear.xlo, self.linear.xhi)
+        width = (self.hi - self.lo).astype(float)
+        return width if w is None else w * width
 
     def encode(self, encoding: str) -> tuple[Encoding, z3.BoolRef | bool]:
         enc = encode(self.net, self.lo, self.hi, self.dtypes, self.bounds, encoding, center=self.x0)
@@ -110,13 +149,14 @@ class _Query:
 
 
 def _decide(
-    q: _Query, *, eps: Any, timeout_s: float, attack: bool, interval: bool, encoding: str, seed: int, t0: float
+    q: _Query, *, eps: Any, timeout_s: float, attack: bool, interval: bool, encoding: str, seed: int, t0: float,
+    split: float = 0.5,
 ) -> VerificationResult:
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
     label = getattr(q.prop, "label", -1)
     common = {"label": label, "eps": eps, "property": q.prop.name, "encoding": encoding}
-    stats: dict[str, Any] = {"box_size": int(np.prod((q.hi - q.lo + 1).astype(float)).clip(max=2**62))}
+    stats: dict[str, Any] = {"box_log2_size": round(float(np.log2((q.hi - q.lo + 1).astype(float)).sum()), 2)}
 
     def done(verdict: str, method: str, **kw: Any) -> VerificationResult:
         return VerificationResult(verdict, method=method, total_time_s=time.perf_counter() - t0,
@@ -128,9 +168,10 @@ def _decide(
                     counterexample_label=int(np.argmax(y)), counterexample_output=y.tolist(), **kw)  # fmt: skip
 
     t = time.perf_counter()
-    out = q.bounds[q.net.output_name]
+    q.bound(linear=True)
+    proved = interval and q.proved_by_bounds()
     stats["interval_s"] = time.perf_counter() - t
-    if interval and q.prop.proved_by_bounds(out.lo.ravel(), out.hi.ravel()):
+    if proved:
         return done("robust", "interval")
     if attack:
         t = time.perf_counter()
@@ -138,6 +179,15 @@ def _decide(
         stats.update(attack_s=time.perf_counter() - t, attack_evals=evals)
         if x is not None:
             return witness(x, "attack")
+    if interval and split > 0:
+        t = time.perf_counter()
+        left = timeout_s - (t - t0)
+        verdict, x, boxes = split_search(q, t + split * left)
+        stats.update(split_s=time.perf_counter() - t, split_boxes=boxes)
+        if verdict == "robust":
+            return done("robust", "interval")
+        if verdict == "vulnerable":
+            return witness(x, "interval")
     t = time.perf_counter()
     enc, cond = q.encode(encoding)
     stats.update(encode_s=time.perf_counter() - t, **enc.stats)
@@ -253,9 +303,11 @@ def to_smtlib(
 
 
 def interval_bounds(
-    model: ModelLike, lo: Any, hi: Any, *, input_range: tuple[int, int] | None = None
+    model: ModelLike, lo: Any, hi: Any, *, input_range: tuple[int, int] | None = None, linear: bool = True
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Sound int64 bounds ``(lo, hi)`` of every tensor of the graph for inputs in the box [lo, hi].
+
+    ``linear`` tightens the interval pass with affine forms of the inputs (symbolic intervals).
 
     >>> import numpy as np
     >>> from ctnn.quant import random_integer_mlp
@@ -272,5 +324,6 @@ def interval_bounds(
     env = net.reference(lo, keep=True)
     dtypes = {k: np.asarray(v).dtype for k, v in env.items()}
     shape = net.sample_shape
-    b = interval_pass(net.ref.nodes, net.ref.constants, dtypes, {net.input_name: (lo.reshape(shape), hi.reshape(shape))})
+    box = {net.input_name: (lo.reshape(shape), hi.reshape(shape))}
+    b, _ = interval_pass(net.ref.nodes, net.ref.constants, dtypes, box, linear=linear)
     return {k: (v.lo, v.hi) for k, v in b.items()}
