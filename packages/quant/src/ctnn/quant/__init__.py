@@ -20,6 +20,10 @@ from ._dialect import (
     load_model,
 )
 from ._graph import GraphBuilder, IntegerDense, IntegerMLP, random_integer_mlp
+from ._lem_int import IntegerLEM
+from ._ltc_int import IntegerLTC
+from ._lut import LUT_FUNCTIONS, apply_lut, emit_lut, lut_table
+from ._recurrent import RECURRENT_FAMILIES, IntegerRecurrent, Requant
 from ._reference import REFERENCE_OPS, ReferenceInterpreter, register_op, run_reference
 from ._semantics import (
     BitWidthError,
@@ -40,6 +44,7 @@ _LAZY = {
     "quantize_mlp": "._ptq",
     "QuantizedModel": "._ptq",
     "export_onnx": "._ptq",
+    "quantize_sequence_classifier": "._recurrent_ptq",
 }
 
 
@@ -63,5 +68,7 @@ __all__ = [
     "random_integer_mlp", "REFERENCE_OPS", "ReferenceInterpreter", "register_op",
     "run_reference", "BitWidthError", "check_bits", "container_dtype", "quantize_multiplier",
     "requantize", "round_div", "signed_range", "trunc_div", "Sidecar", "TensorQuant",
-    "read_sidecar", "sha256_file", "sidecar_path", "write_sidecar", *_LAZY,
+    "read_sidecar", "sha256_file", "sidecar_path", "write_sidecar", "LUT_FUNCTIONS", "apply_lut",
+    "emit_lut", "lut_table", "RECURRENT_FAMILIES", "IntegerRecurrent", "Requant", "IntegerLTC",
+    "IntegerLEM", *_LAZY,
 ]  # fmt: skip

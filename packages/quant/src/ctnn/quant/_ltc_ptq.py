@@ -1,0 +1,147 @@
+"""Post-training quantization of LTC sequence classifiers (fused semi-implicit solver; needs torch).
+
+Scales: the state ``v`` symmetric at ``max|v| / (2**(b-1) - 1)`` over the calibration
+run; the synapse tables' entries are products of a ``weight_bits`` weight and an
+``act_bits`` sigmoid, so the numerator's scale is ``max|w·E| / (wmax · amax)`` and the
+denominator's ``max w / (wmax · amax)`` (recurrent and sensory synapses together);
+the input as in :func:`~ctnn.quant.quantize_mlp` (asymmetric, data minimum at the
+lowest code) with the classifier's input normalisation and the cell's input mapping
+folded into the sensory tables; the output mapping folded into the head.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._graph import IntegerDense
+from ._ltc_int import IntegerLTC
+from ._lut import round_half_away
+from ._ptq import QuantizedModel
+from ._recurrent_ptq import _absmax, _qweight_mse
+from ._semantics import container_dtype, quantize_multiplier, signed_range
+from ._sidecar import TensorQuant
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _ltc_params(model: torch.nn.Module) -> dict:
+    cell = model.cell
+    if cell.solver != "semi_implicit":
+        raise ValueError(f"only the fused semi-implicit LTC is supported, got solver {cell.solver!r}")
+    with torch.no_grad():
+        p = {k: v.detach().double().numpy() for k, v in cell.effective_parameters().items()}
+        F = cell.in_features
+        a, c = np.ones(F), np.zeros(F)  # the input as the cell sees it: a * x + c
+        if model.input_norm:
+            scale = model.input_scale.detach().double().numpy()
+            a, c = a / scale, -model.input_shift.detach().double().numpy() / scale
+        if cell.input_mapping in ("affine", "linear"):
+            iw = cell.input_w.detach().double().numpy()
+            a, c = a * iw, c * iw
+        if cell.input_mapping == "affine":
+            c = c + cell.input_b.detach().double().numpy()
+        motor = cell.motor_size
+        ow = (
+            cell.output_w.detach().double().numpy()
+            if cell.output_mapping in ("affine", "linear")
+            else np.ones(motor)
+        )
+        ob = cell.output_b.detach().double().numpy() if cell.output_mapping == "affine" else np.zeros(motor)
+        wh = model.head.weight.detach().double().numpy().T  # [motor, C]
+        bh = model.head.bias.detach().double().numpy()
+    p.update(in_a=a, in_c=c, motor=motor, Wo=ow[:, None] * wh, bo=ob @ wh + bh, cm_t=p["cm"] * cell.ode_unfolds,
+             eps=cell.epsilon, unfolds=cell.ode_unfolds)  # fmt: skip
+    return p
+
+
+def _simulate(p: dict, x: np.ndarray) -> dict:
+    xm = x * p["in_a"] + p["in_c"]
+    s_act = p["sensory_w"] * _sigmoid(p["sensory_sigma"] * (xm[..., None] - p["sensory_mu"]))  # [N, T, F, H]
+    cnum = (s_act * p["sensory_erev"]).sum(2) + p["gleak"] * p["vleak"]
+    cden = s_act.sum(2) + p["gleak"]
+    v = np.zeros((len(x), len(p["gleak"])))
+    vs = []
+    for t in range(x.shape[1]):
+        for _ in range(p["unfolds"]):
+            s = p["w"] * _sigmoid(p["sigma"] * (v[:, :, None] - p["mu"]))
+            v = (p["cm_t"] * v + cnum[:, t] + (s * p["erev"]).sum(1)) / (
+                p["cm_t"] + cden[:, t] + s.sum(1) + p["eps"]
+            )
+            vs.append(v)
+    motor = v[:, : p["motor"]]
+    return {"v": np.stack(vs), "motor": motor, "y": motor @ p["Wo"] + p["bo"]}
+
+
+def quantize_ltc(
+    model: torch.nn.Module,
+    x: np.ndarray,
+    weight_bits: int,
+    act_bits: int,
+    in_bits: int,
+    xrange: tuple[float, float],
+    calibration: str,
+    percentile: float,
+    weight_clip: str,
+) -> QuantizedModel:
+    """The LTC branch of :func:`~ctnn.quant.quantize_sequence_classifier` (``x``: checked ``[N, T, F]``)."""
+    p = _ltc_params(model)
+    sim = _simulate(p, x)
+    T, F = x.shape[1], x.shape[2]
+    H = len(p["gleak"])
+    ilo, ihi = signed_range(in_bits)
+    xmin, xmax = xrange
+    xmin, xmax = min(xmin, 0.0), max(xmax, xmin + 1e-12)
+    s_x = (xmax - xmin) / (ihi - ilo)
+    z_x = int(ilo - round(xmin / s_x))
+    alo, ahi = signed_range(act_bits)
+    wmax = (1 << (weight_bits - 1)) - 1
+    s_v = _absmax(sim["v"], calibration, percentile) / ahi
+    big = float(wmax * ahi)
+    we_max = max(
+        float(np.abs(p["w"] * p["erev"]).max(initial=0)),
+        float(np.abs(p["sensory_w"] * p["sensory_erev"]).max(initial=0)),
+    )
+    wd_max = max(float(p["w"].max(initial=0)), float(p["sensory_w"].max(initial=0)))
+    s_num = max(we_max, 1e-12) / big
+    s_den = max(wd_max, 1e-12) / big
+
+    vq = np.arange(alo, ahi + 1) * s_v  # real state for each code
+    sig = p["w"][:, :, None] * _sigmoid(p["sigma"][:, :, None] * (vq[None, None, :] - p["mu"][:, :, None]))
+    rec_num = round_half_away(sig * p["erev"][:, :, None] / s_num).astype(np.int64)
+    rec_den = round_half_away(sig / s_den).astype(np.int64)
+    xq = (np.arange(ilo, ihi + 1) - z_x) * s_x  # real input for each code
+    xm = xq[None, :] * p["in_a"][:, None] + p["in_c"][:, None]  # [F, codes]
+    ssig = p["sensory_w"][:, :, None] * _sigmoid(
+        p["sensory_sigma"][:, :, None] * (xm[:, None, :] - p["sensory_mu"][:, :, None]))  # fmt: skip
+    sen_num = round_half_away(ssig * p["sensory_erev"][:, :, None] / s_num).astype(np.int64)
+    sen_den = round_half_away(ssig / s_den).astype(np.int64)
+    cn = round_half_away(p["cm_t"] * s_v / s_num).astype(np.int64)
+    gn = round_half_away(p["gleak"] * p["vleak"] / s_num).astype(np.int64)
+    cd = np.maximum(round_half_away((p["cm_t"] + p["gleak"] + p["eps"]) / s_den), 1).astype(np.int64)
+    mult, shift = quantize_multiplier(s_num / (s_den * s_v))
+
+    sub = slice(None, None, max(1, len(x) // 512))
+    Woq, s_wo = _qweight_mse(p["Wo"], weight_bits, sim["motor"][sub] if weight_clip == "mse" else None)
+    s_y = _absmax(sim["y"], calibration, percentile) / ahi
+    bo = np.round(p["bo"] / (s_v * s_wo)).astype(np.int64)
+    hm, hs = quantize_multiplier(s_v * s_wo / s_y)
+    C = Woq.shape[1]
+    head = IntegerDense(weight=Woq, bias=bo.astype(np.int32), multiplier=np.full(C, hm), shift=np.full(C, hs),
+                        lo=alo, hi=ahi, name="head")  # fmt: skip
+    net = IntegerLTC(
+        steps=T, in_features=F, unfolds=p["unfolds"], in_bits=in_bits, weight_bits=weight_bits, act_bits=act_bits,
+        rec_num=rec_num, rec_den=rec_den, sen_num=sen_num, sen_den=sen_den, cn=cn, gn=gn, cd=cd,
+        multiplier=mult, shift=shift, motor=p["motor"], head=head,
+    )  # fmt: skip
+    inq = TensorQuant("x", [None, T * F], in_bits, ilo, ihi, s_x, z_x, str(container_dtype(ilo, ihi)))
+    outq = TensorQuant("y", [None, C], act_bits, alo, ahi, s_y, 0, str(container_dtype(alo, ahi)))
+    hp = {
+        "steps": T, "in_features": F, "units": H, "unfolds": p["unfolds"], "motor": p["motor"], "in_bits": in_bits,
+        "calibration": calibration, "weight_clip": weight_clip, "input_layout": "flat time-major [N, T*F]",
+        "scales": {"state": s_v, "numerator": s_num, "denominator": s_den},
+        "rounding": "fused step: Div(2*num*M +- den*2^s, 2*den*2^s), round half away from zero",
+    }  # fmt: skip
+    return QuantizedModel(net=net, input=inq, output=outq, family="ltc", hyperparameters=hp)
