@@ -32,6 +32,8 @@ PACKAGES = {
 ALL = ["-e", "./packages/models[data,test]", "-e", "./packages/quant[torch,test]", "-e", "./packages/verify[test]",
        "-e", "./packages/deploy[test]", "-e", "./packages/analysis[test]", "-e", "./integration[test]"]  # fmt: skip
 TEST_TOOLS = ["pytest", "hypothesis"]
+# the root config and conftest.py apply to every run (under CI a skipped test fails the run)
+PYTEST = ["-c", "pyproject.toml", "--rootdir", ".", "-q", "-p", "no:cacheprovider"]
 
 
 def _install_all(session: nox.Session) -> None:
@@ -50,7 +52,7 @@ def pipeline(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Every test of every package, all installed together."""
     _install_all(session)
-    session.run("pytest", "-q", "-p", "no:cacheprovider", *(session.posargs or [
+    session.run("pytest", *PYTEST, *(session.posargs or [
         "packages/models/tests", "packages/quant/tests", "packages/verify/tests",
         "packages/deploy/tests", "packages/analysis/tests", "integration/tests"]))  # fmt: skip
 
@@ -69,7 +71,7 @@ def _one_package(session: nox.Session, pkg: str) -> None:
             "-c",
             f"import importlib.util as u, sys; sys.exit(u.find_spec('{forbidden}') is not None)",
         )
-    session.run("pytest", "-q", "-p", "no:cacheprovider", f"packages/{pkg}/tests", *session.posargs)
+    session.run("pytest", *PYTEST, f"packages/{pkg}/tests", *session.posargs)
 
 
 def _package_session(pkg: str) -> None:
@@ -109,3 +111,14 @@ def bench_models(session: nox.Session) -> None:
     session.run("python", "benchmarks/models/rnn_speed.py")
     if "accuracy" in session.posargs:
         session.run("python", "benchmarks/models/accuracy_table.py")
+
+
+@nox.session(python=PY, name="bench-deploy")
+def bench_deploy(session: nox.Session) -> None:
+    """Deploy benchmarks: host vs onnxruntime, digits MLP on Cortex-M vs emlearn, LTC-16, FPGA synthesis.
+
+    Writes benchmarks/deploy/results.json and docs/results/deploy.md (needs the apt packages of .ci/run);
+    `-- --only host|mcu|fpga` runs a part, `-- --render` rewrites the page from the JSON.
+    """
+    session.install(*C, "./packages/quant", "./packages/deploy[test]", "scikit-learn", "emlearn", "pybind11")
+    session.run("python", "benchmarks/deploy/bench_deploy.py", *session.posargs)

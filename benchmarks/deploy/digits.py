@@ -53,7 +53,9 @@ def train(seed: int = 0) -> Digits:
             h = np.maximum(h, 0)
         out_scale = np.abs(h).max() / 127
         m, s = quantize_multiplier(acc_scale / out_scale)
-        layers.append(IntegerDense(wq, bq, np.array(m), np.array(s), -128 if last else 0, 127, name=f"fc{i + 1}"))
+        layers.append(
+            IntegerDense(wq, bq, np.array(m), np.array(s), -128 if last else 0, 127, name=f"fc{i + 1}")
+        )
         scale = out_scale
     model = IntegerMLP(layers, in_bits=8, weight_bits=8, act_bits=8, meta={"dataset": "sklearn digits"})
     codes = np.clip(np.round(x_te / in_scale), -128, 127).astype(np.int8)

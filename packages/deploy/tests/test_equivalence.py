@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def _assert_equal(name, got, ref):
@@ -59,3 +60,56 @@ def test_several_outputs_and_an_output_that_is_the_input(tmp_path, gcc):
         assert set(got) == {"y", "fc1/out", "x"}
         for name, value in got.items():
             _assert_equal(f"{type(runner).__name__} {name}", value, ref[name])
+
+
+def _outputs(got, names):
+    return got if isinstance(got, dict) else {names[0]: got}
+
+
+def test_recurrent_graph_is_not_degenerate(graph_case):
+    for name, ref in graph_case.refs.items():
+        assert np.unique(ref).size > 20, name
+
+
+def test_recurrent_graph_host_and_c_equal_reference(gcc, graph_case):
+    """Unrolled recurrent graphs (Slice, Concat, Split, Gather LUTs, Where, Div, ReduceSum...) on 1000 inputs."""
+    from ctnn.deploy import compile_c
+
+    names = list(graph_case.refs)
+    for label, runner in (("llvm", graph_case.host), ("C", compile_c(graph_case.c_build.out_dir))):
+        got = _outputs(runner.run(graph_case.x), names)
+        for name in names:
+            _assert_equal(f"{graph_case.name} {label} {name}", got[name].reshape(len(graph_case.x), -1),
+                          graph_case.refs[name].reshape(len(graph_case.x), -1))  # fmt: skip
+
+
+def test_unrolled_steps_share_one_kernel(graph_case):
+    """Every time step of an unrolled graph calls the same C kernels: code does not grow with the steps."""
+    info = graph_case.c_build.info
+    assert len(info["kernels"]) < info["calls"] / 2
+
+
+@pytest.mark.parametrize(
+    "bits",
+    [dict(weight_bits=2), dict(weight_bits=4, act_bits=4, in_bits=4), dict(weight_bits=8, act_bits=16),
+     dict(weight_bits=12, act_bits=12, in_bits=12), dict(weight_bits=16, act_bits=8, in_bits=8)],
+    ids=["w2a8", "w4a4i4", "w8a16", "w12a12i12", "w16a8"],
+)  # fmt: skip
+def test_bit_widths(bits, tmp_path, gcc):
+    """Containers follow the bit-widths (int8 or int16 in and out); host and C equal the reference."""
+    from ctnn.deploy import build, build_host, compile_c
+    from ctnn.quant import ReferenceInterpreter, random_integer_mlp, signed_range
+
+    model = random_integer_mlp([24, 16, 6], seed=5, **bits).to_onnx()
+    lo, hi = signed_range(bits.get("in_bits", 8))
+    x = (
+        np.random.default_rng(1)
+        .integers(lo, hi + 1, size=(1000, 24))
+        .astype(np.int8 if hi < 128 else np.int16)
+    )
+    x[0], x[1] = lo, hi
+    ref = ReferenceInterpreter(model).run({"x": x})["y"]
+    res = build(model, target="c", out_dir=tmp_path / "c")
+    assert res.info["api"].startswith(f"int ctnn_model_run(const {'int8_t' if hi < 128 else 'int16_t'} *in")
+    _assert_equal("C", compile_c(res.out_dir).run(x), ref)
+    _assert_equal("llvm", build_host(model).run(x), ref)

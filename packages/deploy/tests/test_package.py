@@ -15,10 +15,10 @@ def test_import_pulls_neither_torch_nor_tvm():
 
 
 def test_public_api():
-    assert ctnn.deploy.__version__ == "0.1.0"
+    assert ctnn.deploy.__version__ == "0.2.0"
     for name in ctnn.deploy.__all__:
         assert hasattr(ctnn.deploy, name), name
-    assert {"c", "llvm", "host"} <= set(ctnn.deploy.TARGETS)
+    assert {"c", "llvm", "host", "cortex-m3", "cortex-m4", "fpga"} <= set(ctnn.deploy.TARGETS)
     assert ctnn.deploy.get_target("host") is ctnn.deploy.get_target("llvm")
     assert isinstance(ctnn.deploy.get_target("c"), ctnn.deploy.Target)
 

@@ -46,7 +46,9 @@ def test_cli_sample_index_and_errors(model_file, tmp_path, capsys):
     assert main(["robustness", str(model_file), "--input", str(xs), "--eps", "1", "--sample-index", "1"]) == 0
     assert main(["robustness", str(model_file), "--input", str(xs), "--eps", "1"]) == 2
     assert "pick one with --sample-index" in capsys.readouterr().err
-    assert main(["robustness", str(model_file), "--input", str(xs), "--eps", "-1", "--sample-index", "0"]) == 2
+    assert (
+        main(["robustness", str(model_file), "--input", str(xs), "--eps", "-1", "--sample-index", "0"]) == 2
+    )
     assert "eps must be >= 0, got -1" in capsys.readouterr().err
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"junk")
@@ -83,7 +85,9 @@ def test_smtlib_export_agrees_with_the_verdict(encoding):
 
 def test_result_to_dict_is_json():
     model = random_integer_mlp([3, 4, 3], weight_bits=4, act_bits=4, in_bits=4, seed=4).to_onnx()
-    r = verify_robustness(model, np.array([0, 1, 2]), [1, 0, 2], input_range=(-8, 7), attack=False, interval=False)
+    r = verify_robustness(
+        model, np.array([0, 1, 2]), [1, 0, 2], input_range=(-8, 7), attack=False, interval=False
+    )
     d = json.loads(json.dumps(r.to_dict()))
     assert d["eps"] == [1, 0, 2] and d["method"] == "smt" and d["property"] == "robustness"
     assert set(d) >= {"verdict", "label", "counterexample", "counterexample_label", "solver_time_s",

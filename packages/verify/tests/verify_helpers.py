@@ -42,6 +42,7 @@ def ops_graph() -> onnx.ModelProto:
 
     x: int8 [N, 4] in a small range ->  y: int8 [N, 3]
     """
+
     def c(name, v, dt=np.int64):
         return numpy_helper.from_array(np.asarray(v, dt), name)
 
@@ -93,7 +94,10 @@ def ops_graph() -> onnx.ModelProto:
 
 def wrap_graph() -> onnx.ModelProto:
     """int8 arithmetic that wraps around, as a C target does: y = int8(x * 3 + 100) - x."""
-    inits = [numpy_helper.from_array(np.array(3, np.int8), "three"), numpy_helper.from_array(np.array(100, np.int8), "c")]
+    inits = [
+        numpy_helper.from_array(np.array(3, np.int8), "three"),
+        numpy_helper.from_array(np.array(100, np.int8), "c"),
+    ]
     n = helper.make_node
     nodes = [n("Mul", ["x", "three"], ["m"]), n("Add", ["m", "c"], ["a"]), n("Sub", ["a", "x"], ["y"])]
     g = helper.make_graph(

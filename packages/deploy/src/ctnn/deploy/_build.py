@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -51,6 +52,16 @@ class BuildResult:
         )
 
 
+def lower_for(tgt: Any, model: onnx.ModelProto | str | os.PathLike[str] | Lowered) -> Lowered:
+    """``model`` lowered with the options target ``tgt`` asks for (``tgt.lowering``)."""
+    opts = dict(getattr(tgt, "lowering", {}))
+    if isinstance(model, Lowered):
+        if model.extern_dot == opts.get("extern_dot", False):
+            return model
+        return dataclasses.replace(lower(model.model, **opts), source=model.source)
+    return lower(model, **opts)
+
+
 def _publish(tmp: Path, out_dir: Path) -> None:
     """Move a finished build into place, replacing an earlier ctnn build (never other files)."""
     if out_dir.exists() or out_dir.is_symlink():
@@ -77,6 +88,7 @@ def build(
     model: onnx.ModelProto | str | os.PathLike[str] | Lowered,
     target: str = "c",
     out_dir: str | os.PathLike[str] | None = None,
+    **options: Any,
 ) -> BuildResult:
     """Compile an integer ONNX graph for ``target`` ("c", or "llvm"/"host") into ``out_dir``.
 
@@ -91,11 +103,11 @@ def build(
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     res = build(random_integer_mlp([16, 8, 4]).to_onnx(), target="c", out_dir=f"{tmp}/mlp")
     ...     sorted(f for f in res.files if "/" not in f and f.endswith((".c", ".h")))
-    ['kernels.c', 'main.c', 'model.c', 'model.h']
+    ['ctnn_dot.h', 'kernels.c', 'main.c', 'model.c', 'model.h']
     """
     t0 = time.perf_counter()
     tgt = get_target(target)
-    lowered = model if isinstance(model, Lowered) else lower(model)
+    lowered = lower_for(tgt, model)
     if out_dir is None:
         out = Path(tempfile.mkdtemp(prefix="ctnn-deploy-")) / "model"
     else:
@@ -103,7 +115,7 @@ def build(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        info = tgt.build(lowered, tmp)
+        info = tgt.build(lowered, tmp, **options)
         onnx.save(lowered.model, str(tmp / MODEL_COPY))
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + [MANIFEST]
         import tvm

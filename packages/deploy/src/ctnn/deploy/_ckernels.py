@@ -33,6 +33,7 @@ class Kernels:
 
     source: str
     symbols: dict[str, str]  # PrimFunc name -> C global symbol (without KERNEL_PREFIX)
+    micro_kernels: tuple[str, ...]  # ctnn_dot_* functions the kernels call (defined in ctnn_dot.h)
     workspace_bytes: int  # largest sum of workspace allocations made by one kernel call
     uses_workspace: bool
 
@@ -70,13 +71,36 @@ def workspace_per_kernel(source: str) -> dict[str, int]:
     return sizes
 
 
+def unique_kernels(mod: Any, names: list[str]) -> dict[str, str]:
+    """``{PrimFunc name: C symbol}`` where structurally equal PrimFuncs share one symbol.
+
+    An unrolled recurrent graph fuses the same step into a new PrimFunc at every time
+    step (FuseTIR names them apart); the weights are arguments, so the step kernels are
+    equal and one C function serves them all: code size does not grow with the number of steps."""
+    import tvm_ffi  # TVM 0.27: structural_hash/structural_equal live in tvm_ffi
+
+    reps: list[tuple[int, str, Any]] = []  # (structural hash, symbol, function)
+    symbols: dict[str, str] = {}
+    for name in names:
+        f = mod[name]
+        h = tvm_ffi.structural_hash(f)
+        same = next((sym for hh, sym, g in reps if hh == h and tvm_ffi.structural_equal(f, g)), None)
+        if same is None:
+            same = _symbol(len(reps), name)
+            reps.append((h, same, f))
+        symbols[name] = same
+    return symbols
+
+
 def build_kernels(mod: Any, prog: Program) -> Kernels:
     """Build the PrimFuncs ``prog`` calls with TVM's C backend; rename them ``ctnn_k<i>_<name>``."""
     import tvm
 
-    symbols = {name: _symbol(i, name) for i, name in enumerate(prog.kernels)}
+    symbols = unique_kernels(mod, prog.kernels)
     funcs = {
-        tvm.ir.GlobalVar(sym): mod[name].with_attr("global_symbol", sym) for name, sym in symbols.items()
+        tvm.ir.GlobalVar(sym): mod[name].with_attr("global_symbol", sym)
+        for name, sym in symbols.items()
+        if name == next(n for n, s in symbols.items() if s == sym)  # one definition per symbol
     }
     try:
         with tvm.transform.PassContext(opt_level=3, config={"tirx.disable_assert": True}):
@@ -84,16 +108,32 @@ def build_kernels(mod: Any, prog: Program) -> Kernels:
     except Exception as exc:
         raise DeployError(f"TVM's C backend failed: {type(exc).__name__}: {str(exc).strip()[-500:]}") from exc
     source = lib.inspect_source()
-    for sym in symbols.values():
+    micro = tuple(sorted(set(_MICRO_RE.findall(source))))
+    if micro:  # the micro-kernels are static inline: their definitions must come first
+        source = f'#include "{DOT_HEADER}"  /* ctnn micro-kernels (added by ctnn-deploy) */\n' + source
+    for sym in set(symbols.values()):
         if f"{KERNEL_PREFIX}{sym}(" not in source:
             raise DeployError(f"TVM's C source has no function {KERNEL_PREFIX}{sym}")
     ws = workspace_per_kernel(source)
     return Kernels(
         source=source,
         symbols=symbols,
+        micro_kernels=micro,
         workspace_bytes=max(ws.values(), default=0),
         uses_workspace="TVMBackendAllocWorkspace" in source,
     )
+
+
+#: ctnn's micro-kernel header (package data, copied into every C build that needs it)
+DOT_HEADER = "ctnn_dot.h"
+_MICRO_RE = re.compile(r"\b(ctnn_dot_\w+)\(")
+
+
+def dot_header() -> str:
+    """The text of ``ctnn_dot.h``."""
+    from importlib.resources import files
+
+    return (files("ctnn.deploy") / "_c" / DOT_HEADER).read_text()
 
 
 _INCLUDE_RE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)

@@ -17,11 +17,21 @@ def _build(args: argparse.Namespace) -> int:
     from ._build import build
     from ._toolchain import compile_c
 
-    res = build(args.model, target=args.target, out_dir=args.out)
+    options = {k: v for k, v in (("flash_kb", args.flash_kb), ("ram_kb", args.ram_kb)) if v is not None}
+    if args.reuse is not None:
+        options["reuse"] = args.reuse
+    res = build(args.model, target=args.target, out_dir=args.out, **options)
     print(f"built {res.target} model in {res.out_dir} ({res.seconds:.1f} s)")
-    for key in ("api", "arena_bytes", "workspace_bytes", "const_bytes"):
+    for key in ("api", "arena_bytes", "workspace_bytes", "const_bytes", "top", "latency_cycles"):
         if key in res.info:
             print(f"  {key}: {res.info[key]}")
+    size = res.info.get("size")
+    if size:
+        print(
+            f"  {size['core']} ({size['machine']}): the model's own flash {size['model_flash_bytes']} B "
+            f"(text+rodata {size['model_text_bytes']}, data {size['model_data_bytes']}), RAM {size['model_ram_bytes']} B "
+            f"(data+bss {size['model_data_bytes'] + size['model_bss_bytes']}, stack {size['model_stack_bytes_static']})"
+        )
     if args.compile and res.target == "c":
         mod = compile_c(res.out_dir)
         print(f"  host program: {mod.executable}")
@@ -61,20 +71,35 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="ctnn-deploy",
-        description="Compile integer ONNX graphs for a target (c, host) and run the builds.",
+        description="Compile integer ONNX graphs for a target (c, host, cortex-m3, cortex-m4, fpga) and run the builds.",
     )
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="compile an integer ONNX graph into a build directory")
     b.add_argument("model", type=Path, help="integer ONNX graph (.onnx)")
-    b.add_argument("--target", default="c", help="c (standalone C sources) or host/llvm (TVM + LLVM)")
+    b.add_argument(
+        "--target",
+        default="c",
+        help="c (standalone C), host/llvm (TVM + LLVM), cortex-m3/cortex-m4 (firmware, run under QEMU), "
+        "fpga (Verilog, simulated with iverilog)",
+    )
     b.add_argument(
         "--out", type=Path, required=True, help="build directory (replaced if it is an earlier build)"
     )
     b.add_argument(
         "--compile", action="store_true", help="also compile the host test program (C target, gcc)"
     )
+    b.add_argument(
+        "--flash-kb", type=float, help="cortex-m*: flash of the part (default: the QEMU board's 4096)"
+    )
+    b.add_argument("--ram-kb", type=float, help="cortex-m*: RAM of the part (default: the QEMU board's 4096)")
+    b.add_argument(
+        "--reuse", type=int, help="fpga: reuse factor of the dense layers (multiplications per multiplier)"
+    )
     b.set_defaults(fn=_build)
-    r = sub.add_parser("run", help="run a build directory on integer codes")
+    r = sub.add_parser(
+        "run",
+        help="run a build directory on integer codes (host program, QEMU for cortex-m*, iverilog for fpga)",
+    )
     r.add_argument("build_dir", type=Path)
     r.add_argument(
         "--input", type=Path, required=True, help="integer codes [N, ...]: .npy, or .npz keyed by input name"

@@ -19,17 +19,24 @@ from ctnn.quant import as_model
 from ._errors import FrontendError
 from ._spec import TensorSpec
 
-#: The Relax passes run after import, in order (names in ``tvm.relax.transform``).
-#: LegalizeOps turns every Relax op into a TIR PrimFunc called through ``call_tir``;
-#: FoldConstant evaluates constant sub-graphs (e.g. the int8 -> int32 weight casts);
-#: FuseOps + FuseTIR merge each dense layer with its requantization into one kernel.
+#: The passes run after import, in order. ``ctnn.*`` are ctnn's exact Relax rewrites
+#: (:mod:`ctnn.deploy._rewrite`) and schedule (:mod:`ctnn.deploy._schedule`); the others
+#: are ``tvm.relax.transform`` passes. FoldConstant runs before the constant rewrites and
+#: never after them (it would fold the narrowed constants back). ``ctnn.extern_dense``
+#: runs only for the C targets (``lower(..., extern_dot=True)``).
 PIPELINE: tuple[str, ...] = (
+    "ctnn.fold_matmul_casts",
+    "ctnn.clip_calls_to_ops",
+    "FoldConstant",
+    "ctnn.scalarize_uniform_constants",
+    "ctnn.narrow_constants",
+    "ctnn.extern_dense",
     "LegalizeOps",
     "AnnotateTIROpPattern",
-    "FoldConstant",
     "FuseOps",
     "FuseTIR",
     "DeadCodeElimination",
+    "ctnn.schedule",
 )
 
 
@@ -43,6 +50,9 @@ class Lowered:
     outputs: tuple[TensorSpec, ...]
     source: str
     sha256: str
+    #: the Relax graph of high-level ops after FoldConstant and scalarization (the FPGA target reads it)
+    graph: Any = None
+    extern_dot: bool = False
 
 
 def _dtype_name(elem_type: int) -> str:
@@ -94,12 +104,13 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[-1] if text else ''}"
 
 
-def lower(model: onnx.ModelProto | str | os.PathLike[str]) -> Lowered:
+def lower(model: onnx.ModelProto | str | os.PathLike[str], *, extern_dot: bool = False) -> Lowered:
     """Import an integer ONNX graph (path or ModelProto) into TVM Relax and optimise it.
 
     The graph is checked against ctnn's integer dialect first (a
     :class:`ctnn.quant.DialectError` names the node and op outside it). The
     symbolic batch dimension is fixed to 1: deployed models run one sample at a time.
+    ``extern_dot`` makes dense layers call ctnn's ``ctnn_dot_*`` micro-kernels (C targets).
 
     >>> from ctnn.quant import random_integer_mlp
     >>> low = lower(random_integer_mlp([16, 8, 4]).to_onnx())
@@ -113,7 +124,6 @@ def lower(model: onnx.ModelProto | str | os.PathLike[str]) -> Lowered:
 
     try:
         import tvm
-        from tvm import relax
         from tvm.relax.frontend.onnx import from_onnx
     except Exception as exc:  # pragma: no cover - depends on the installation
         raise FrontendError(f"cannot import TVM (apache-tvm>=0.27 is required): {_first_line(exc)}") from exc
@@ -132,17 +142,40 @@ def lower(model: onnx.ModelProto | str | os.PathLike[str]) -> Lowered:
             f"{source}: TVM {tvm.__version__} could not import {where}: {_first_line(exc)}"
         ) from exc
 
-    passes = [getattr(relax.transform, name)() for name in PIPELINE]
     try:
-        with tvm.transform.PassContext(opt_level=3):
-            mod = tvm.transform.Sequential(passes)(mod)
+        graph, mod = _optimize(mod, extern_dot)
     except Exception as exc:
         raise FrontendError(f"{source}: TVM's Relax pipeline failed: {_first_line(exc)}") from exc
 
     outputs = _outputs(proto, mod, source)
     return Lowered(
-        mod=mod, model=proto, inputs=tuple(inputs), outputs=tuple(outputs), source=source, sha256=sha
-    )
+        mod=mod, model=proto, inputs=tuple(inputs), outputs=tuple(outputs), source=source, sha256=sha,
+        graph=graph, extern_dot=extern_dot,
+    )  # fmt: skip
+
+
+def _optimize(mod: Any, extern_dot: bool) -> tuple[Any, Any]:
+    """Run :data:`PIPELINE`; return (the high-level graph before LegalizeOps, the fused module)."""
+    import tvm
+    from tvm import relax
+
+    from . import _rewrite, _schedule
+    from ._tvmlog import quiet_tvm
+
+    graph = None
+    with quiet_tvm(), tvm.transform.PassContext(opt_level=3):
+        for name in PIPELINE:
+            if name == "ctnn.extern_dense" and not extern_dot:
+                continue
+            if name == "ctnn.narrow_constants":  # a copy: the rewrites update modules in place
+                graph = tvm.IRModule(dict(mod.functions.items()))
+            if name == "ctnn.schedule":
+                mod = _schedule.schedule_module(mod)
+            elif name.startswith("ctnn."):
+                mod = getattr(_rewrite, name.removeprefix("ctnn."))(mod)
+            else:
+                mod = getattr(relax.transform, name)()(mod)
+    return graph, mod
 
 
 def _outputs(proto: onnx.ModelProto, mod: Any, source: str) -> list[TensorSpec]:

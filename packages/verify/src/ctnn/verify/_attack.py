@@ -65,12 +65,16 @@ def attack(
         gain = s.reshape(4, len(free)) - best
         combo = x.copy()
         better = gain.max(axis=0) > 0
-        combo[free[better]] = np.stack(moves)[gain.argmax(axis=0)[better], np.flatnonzero(better), free[better]]
+        combo[free[better]] = np.stack(moves)[
+            gain.argmax(axis=0)[better], np.flatnonzero(better), free[better]
+        ]
         sc = score(combo[None, :])
         if sc[0] > 0:
             return combo, evals
         if max(int(s.max()), int(sc[0])) > best:
-            x, best = (combo, int(sc[0])) if sc[0] >= s.max() else (cand[int(np.argmax(s))].copy(), int(s.max()))
+            x, best = (
+                (combo, int(sc[0])) if sc[0] >= s.max() else (cand[int(np.argmax(s))].copy(), int(s.max()))
+            )
         else:  # a local maximum: restart from a random corner
             x = corners(1)[0]
             best = int(score(x[None, :])[0])

@@ -134,12 +134,18 @@ def compare(op: str, a: Elem, alo: int, ahi: int, b: Elem, blo: int, bhi: int) -
     if not isinstance(a, Sym) and not isinstance(b, Sym):
         return _CMP[op](int(a), int(b))
     # compare relative to one operand's offset, so that operand needs no adder
-    base = a.off if isinstance(a, Sym) and not a.is_bool else (b.off if isinstance(b, Sym) and not b.is_bool else 0)
+    base = (
+        a.off
+        if isinstance(a, Sym) and not a.is_bool
+        else (b.off if isinstance(b, Sym) and not b.is_bool else 0)
+    )
     w = width(min(alo, blo) - base, max(ahi, bhi) - base)
     return _CMP[op](bv(a, w, base), bv(b, w, base))
 
 
-def select(c: z3.BoolRef | bool, a: Elem, b: Elem, lo: int, hi: int, base: int, boolean: bool = False) -> Elem:
+def select(
+    c: z3.BoolRef | bool, a: Elem, b: Elem, lo: int, hi: int, base: int, boolean: bool = False
+) -> Elem:
     """``c ? a : b`` for a result known to lie in [lo, hi], held relative to ``base``."""
     if isinstance(c, bool):
         return a if c else b

@@ -17,7 +17,9 @@ import numpy as np
 from ctnn.quant import REFERENCE_OPS
 
 #: ops whose every output element is a function of the same-index input elements
-ELEMENTWISE = frozenset({"Add", "Sub", "Mul", "Div", "Clip", "Min", "Max", "Cast", "Less", "Greater", "Equal", "Where"})
+ELEMENTWISE = frozenset(
+    {"Add", "Sub", "Mul", "Div", "Clip", "Min", "Max", "Cast", "Less", "Greater", "Equal", "Where"}
+)
 #: ops that only move elements
 MOVES = frozenset({"Identity", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Concat", "Split"})
 #: the largest root interval that is tabulated

@@ -1,6 +1,6 @@
 """``ctnn-verify``: verification queries from the command line.
 
-    ctnn-verify robustness model.onnx --input codes.npy --eps 2 [--sample-index 7] [--json out.json]
+ctnn-verify robustness model.onnx --input codes.npy --eps 2 [--sample-index 7] [--json out.json]
 """
 
 from __future__ import annotations
@@ -20,14 +20,24 @@ from ._verify import verify_robustness
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ctnn-verify", description="Bit-precise verification of integer ONNX graphs.")
+    p = argparse.ArgumentParser(
+        prog="ctnn-verify", description="Bit-precise verification of integer ONNX graphs."
+    )
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("robustness", help="local robustness of one sample in an L-infinity box of input codes")
-    r.add_argument("model", type=Path, help="integer ONNX graph (its sidecar .json, if any, gives the code range)")
-    r.add_argument("--input", type=Path, required=True, help=".npy of input codes: one sample [F] or [1,F], or [N,F]")
+    r = sub.add_parser(
+        "robustness", help="local robustness of one sample in an L-infinity box of input codes"
+    )
+    r.add_argument(
+        "model", type=Path, help="integer ONNX graph (its sidecar .json, if any, gives the code range)"
+    )
+    r.add_argument(
+        "--input", type=Path, required=True, help=".npy of input codes: one sample [F] or [1,F], or [N,F]"
+    )
     r.add_argument("--sample-index", type=int, default=None, help="row of an [N,F] --input to verify")
     r.add_argument("--eps", type=int, required=True, help="radius of the box, in input codes")
-    r.add_argument("--label", type=int, default=None, help="expected class (default: the reference's prediction)")
+    r.add_argument(
+        "--label", type=int, default=None, help="expected class (default: the reference's prediction)"
+    )
     r.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole query (default 60)")
     r.add_argument("--encoding", choices=ENCODINGS, default="optimized")
     r.add_argument("--no-attack", action="store_true", help="skip the attack: interval pass, then SMT")
@@ -44,10 +54,14 @@ def _sample(path: Path, index: int | None) -> np.ndarray:
         raise VerifyError(f"{path}: cannot read a .npy of input codes ({exc})") from None
     if index is not None:
         if x.ndim < 2 or not -len(x) <= index < len(x):
-            raise VerifyError(f"--sample-index {index} does not select a row of {path} (shape {list(x.shape)})")
+            raise VerifyError(
+                f"--sample-index {index} does not select a row of {path} (shape {list(x.shape)})"
+            )
         return x[index]
     if x.ndim >= 2 and x.shape[0] != 1:
-        raise VerifyError(f"{path} holds {x.shape[0]} samples (shape {list(x.shape)}): pick one with --sample-index")
+        raise VerifyError(
+            f"{path} holds {x.shape[0]} samples (shape {list(x.shape)}): pick one with --sample-index"
+        )
     return x
 
 
@@ -62,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except (VerifyError, DialectError, FileNotFoundError) as exc:
         print(f"ctnn-verify: error: {exc}", file=sys.stderr)
         return 2
-    line = f"{res.verdict} (decided by {res.method}) label {res.label} eps {res.eps} in {res.total_time_s:.2f}s"
+    line = (
+        f"{res.verdict} (decided by {res.method}) label {res.label} eps {res.eps} in {res.total_time_s:.2f}s"
+    )
     if res.verdict == "vulnerable":
         line += f": counterexample predicted {res.counterexample_label}"
     elif res.verdict == "unknown":

@@ -88,7 +88,9 @@ class Encoding:
         x = np.asarray(x, np.int64).ravel()
         if np.any(x < self.lo) or np.any(x > self.hi):
             raise ValueError("the input is outside the box this encoding was built for")
-        subst = [(e.term, z3.BitVecVal(int(v) - e.off, e.term.size())) for e, v in zip(self.inputs, x) if is_sym(e)]
+        subst = [
+            (e.term, z3.BitVecVal(int(v) - e.off, e.term.size())) for e, v in zip(self.inputs, x) if is_sym(e)
+        ]
         out = []
         for e in self.outputs:
             if not is_sym(e):
@@ -310,5 +312,3 @@ def encode(
         net, encoding, lo, hi, elems, y.astype(object), ob.lo.ravel(), ob.hi.ravel(),
         constraints + walker.assumptions, bounds, stats,
     )  # fmt: skip
-
-

@@ -129,7 +129,12 @@ def _div(ins, attrs):
     hi = np.full(alo.shape, -np.inf, object)
     # trunc(a / b) is monotone in a, and in b on each sign of b: the corners of
     # [alo, ahi] x ([blo, -1] u [1, bhi]) hold the extremes (b = 0 raises in the reference)
-    for d, ok in ((blo, blo != 0), (bhi, bhi != 0), (-1, (blo <= -1) & (bhi >= -1)), (1, (blo <= 1) & (bhi >= 1))):
+    for d, ok in (
+        (blo, blo != 0),
+        (bhi, bhi != 0),
+        (-1, (blo <= -1) & (bhi >= -1)),
+        (1, (blo <= 1) & (bhi >= 1)),
+    ):
         d = np.where(ok, d, 1)
         for x in (alo, ahi):
             q = _tdiv(x, d)
@@ -195,7 +200,12 @@ def _clip(ins, attrs):
 @register_interval("Min", "Max")
 def _minmax(ins, attrs):
     f = np.minimum if attrs.get("_op") == "Min" else np.maximum
-    return [(f.reduce(np.broadcast_arrays(*[b.lo for b in ins])), f.reduce(np.broadcast_arrays(*[b.hi for b in ins])))]
+    return [
+        (
+            f.reduce(np.broadcast_arrays(*[b.lo for b in ins])),
+            f.reduce(np.broadcast_arrays(*[b.hi for b in ins])),
+        )
+    ]
 
 
 @register_interval("Cast")
@@ -259,7 +269,9 @@ def _structural(ins, attrs):
     """Ops that only move elements: apply the reference to lo and to hi."""
     op = attrs["_op"]
     if op == "Concat":
-        return list(zip(REFERENCE_OPS[op]([b.lo for b in ins], attrs), REFERENCE_OPS[op]([b.hi for b in ins], attrs)))
+        return list(
+            zip(REFERENCE_OPS[op]([b.lo for b in ins], attrs), REFERENCE_OPS[op]([b.hi for b in ins], attrs))
+        )
     params = [_param(b, f"{op}'s input {i + 1}") for i, b in enumerate(ins[1:])]
     lo = REFERENCE_OPS[op]([ins[0].lo, *params], attrs)
     hi = REFERENCE_OPS[op]([ins[0].hi, *params], attrs)

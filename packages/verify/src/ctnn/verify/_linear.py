@@ -202,7 +202,9 @@ class LinearRefiner:
         self.xhi = b.hi.ravel().astype(float)
         self.n = len(self.xlo)
         eye = np.eye(self.n).reshape(*b.lo.shape, self.n)
-        self.forms: dict[str, Forms] = {input_name: Forms(eye, np.zeros(b.lo.shape), eye, np.zeros(b.lo.shape))}
+        self.forms: dict[str, Forms] = {
+            input_name: Forms(eye, np.zeros(b.lo.shape), eye, np.zeros(b.lo.shape))
+        }
         self.chains: dict[str, np.ndarray] = {}  # per element: (root name, root flat index, Rec) or None
         self._pending: tuple | None = None
         self.stats = {"tables": 0, "tightened": 0}

@@ -108,5 +108,7 @@ def _check_range(rng: tuple[int, int], dtype: np.dtype) -> tuple[int, int]:
         raise SampleError(f"input range must be two integers (lo, hi), got {rng!r}") from None
     dlo, dhi = _dtype_range(dtype)
     if not dlo <= lo <= hi <= dhi:
-        raise SampleError(f"input range [{lo}, {hi}] is empty or outside the input dtype {dtype} [{dlo}, {dhi}]")
+        raise SampleError(
+            f"input range [{lo}, {hi}] is empty or outside the input dtype {dtype} [{dlo}, {dhi}]"
+        )
     return lo, hi

@@ -10,7 +10,12 @@ from ._properties import Property
 
 
 def replay(
-    net: Network, prop: Property, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, expected: np.ndarray | None = None
+    net: Network,
+    prop: Property,
+    x: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    expected: np.ndarray | None = None,
 ) -> np.ndarray:
     """Check a witness: in the box, same output in the reference and onnxruntime, a real violation.
 

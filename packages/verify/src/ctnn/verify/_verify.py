@@ -149,7 +149,15 @@ class _Query:
 
 
 def _decide(
-    q: _Query, *, eps: Any, timeout_s: float, attack: bool, interval: bool, encoding: str, seed: int, t0: float,
+    q: _Query,
+    *,
+    eps: Any,
+    timeout_s: float,
+    attack: bool,
+    interval: bool,
+    encoding: str,
+    seed: int,
+    t0: float,
     split: float = 0.5,
 ) -> VerificationResult:
     if encoding not in ENCODINGS:
@@ -162,7 +170,9 @@ def _decide(
         return VerificationResult(verdict, method=method, total_time_s=time.perf_counter() - t0,
                                   stats=stats, **common, **kw)  # fmt: skip
 
-    def witness(x: np.ndarray, method: str, expected: np.ndarray | None = None, **kw: Any) -> VerificationResult:
+    def witness(
+        x: np.ndarray, method: str, expected: np.ndarray | None = None, **kw: Any
+    ) -> VerificationResult:
         y = replay(q.net, q.prop, x, q.lo, q.hi, expected)
         return done("vulnerable", method, counterexample=np.asarray(x, np.int64).tolist(),
                     counterexample_label=int(np.argmax(y)), counterexample_output=y.tolist(), **kw)  # fmt: skip
@@ -200,7 +210,9 @@ def _decide(
     r = s.check()
     solver_s = time.perf_counter() - t
     st = s.statistics()
-    stats.update({k: st.get_key_value(k) for k in ("conflicts", "decisions", "sat-conflicts") if k in st.keys()})
+    stats.update(
+        {k: st.get_key_value(k) for k in ("conflicts", "decisions", "sat-conflicts") if k in st.keys()}
+    )
     stats["solver_calls"] = 1
     if r == z3.unsat:
         return done("robust", "smt", solver_time_s=solver_s)
@@ -224,7 +236,9 @@ def _robustness_query(
     if label is None:
         label = int(np.argmax(q.y0))
     elif isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= int(label) < n_out:
-        raise SampleError(f"label must be an integer in [0, {n_out}) (the graph has {n_out} outputs), got {label!r}")
+        raise SampleError(
+            f"label must be an integer in [0, {n_out}) (the graph has {n_out} outputs), got {label!r}"
+        )
     q.prop = LocalRobustness(int(label))
     eps_out = int(e[0]) if np.ndim(eps) == 0 else e.tolist()
     return q, eps_out

@@ -1,8 +1,9 @@
 """Deployment targets, a registry keyed by name.
 
 A target is one module with one object that has the same small interface:
-``name``, ``aliases``, ``description``, ``build(lowered, out_dir) -> dict`` (write the
-artefacts into an empty directory, return what goes into the build manifest) and
+``name``, ``aliases``, ``description``, ``lowering`` (options for :func:`lower`),
+``build(lowered, out_dir, **options) -> dict`` (write the artefacts into an empty
+directory, return what goes into the build manifest) and
 ``load(build_dir)`` (a runner with ``.run(codes)``). Adding a target (Cortex-M under
 qemu, Verilog) is one module and one :func:`register_target` call.
 """
@@ -29,7 +30,7 @@ class Target(Protocol):
     aliases: tuple[str, ...]
     description: str
 
-    def build(self, lowered: Lowered, out_dir: Path) -> dict[str, Any]: ...
+    def build(self, lowered: Lowered, out_dir: Path, **options: Any) -> dict[str, Any]: ...
 
     def load(self, build_dir: Path) -> Runner: ...
 
@@ -53,4 +54,4 @@ def get_target(name: str) -> Target:
         raise DeployError(f"unknown target {name!r}; available: {', '.join(sorted(TARGETS))}") from None
 
 
-from . import _c, _llvm  # noqa: E402,F401  (register the built-in targets)
+from . import _c, _fpga, _llvm, _mcu  # noqa: E402,F401  (register the built-in targets)

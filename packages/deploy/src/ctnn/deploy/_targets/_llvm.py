@@ -14,6 +14,7 @@ from .._errors import ToolchainError
 from .._frontend import Lowered, lower
 from .._manifest import read_manifest
 from .._spec import TensorSpec, join_batch, split_batch
+from .._tvmlog import quiet_tvm
 
 LIBRARY = "model.so"
 
@@ -54,7 +55,8 @@ class HostModule:
     def export_library(self, path: str | os.PathLike[str]) -> None:
         """Write the compiled model as a shared library (needs a C++ compiler for the final link)."""
         try:
-            self.executable.export_library(str(path))
+            with quiet_tvm():
+                self.executable.export_library(str(path))
         except Exception as exc:
             raise ToolchainError(
                 f"exporting {path} failed (TVM links with the system C/C++ compiler; install g++): {exc}"
@@ -85,7 +87,9 @@ class LLVMTarget:
     aliases = ("host",)
     description = "host CPU through TVM's LLVM backend and the Relax VM (writes model.so)"
 
-    def build(self, lowered: Lowered, out_dir: Path) -> dict[str, Any]:
+    def build(self, lowered: Lowered, out_dir: Path, **options: Any) -> dict[str, Any]:
+        if options:
+            raise TypeError(f"target {self.name!r} takes no options, got {', '.join(sorted(options))}")
         host = HostModule(_compile(lowered), lowered.inputs, lowered.outputs)
         host.export_library(out_dir / LIBRARY)
         return {"library": LIBRARY}
@@ -94,7 +98,8 @@ class LLVMTarget:
         import tvm
 
         manifest = read_manifest(build_dir)
-        lib = tvm.runtime.load_module(str(Path(build_dir) / manifest.get("library", LIBRARY)))
+        with quiet_tvm():
+            lib = tvm.runtime.load_module(str(Path(build_dir) / manifest.get("library", LIBRARY)))
         inputs = tuple(TensorSpec.from_dict(s) for s in manifest["inputs"])
         outputs = tuple(TensorSpec.from_dict(s) for s in manifest["outputs"])
         return HostModule(lib, inputs, outputs)
