@@ -59,21 +59,48 @@ class GraphBuilder:
     def cast(self, x: str, dtype: np.dtype, out: str) -> str:
         return self.op("Cast", [x], out, to=_NP_TO_ONNX[np.dtype(dtype)])
 
+    def weight(self, name: str, w: np.ndarray) -> tuple[str, np.dtype]:
+        """Add integer weights in the smallest container; return (name, dtype)."""
+        dt = container_dtype(int(np.min(w, initial=0)), int(np.max(w, initial=0)))
+        return self.const(name, np.asarray(w).astype(dt)), dt
+
+    def matmul(self, a: str, a_dtype: np.dtype, w: str, w_dtype: np.dtype, out: str) -> str:
+        """``a @ w`` as int32: MatMulInteger for int8 x int8, else Cast to int32 and MatMul."""
+        if a_dtype == np.int8 and w_dtype == np.int8:
+            return self.op("MatMulInteger", [a, w], out)
+        return self.op(
+            "MatMul", [self.cast(a, np.int32, f"{out}/a32"), self.cast(w, np.int32, f"{out}/w32")], out
+        )
+
+    def round_shift(
+        self,
+        x64: str,
+        multiplier: np.ndarray | int,
+        shift: np.ndarray | int,
+        prefix: str,
+        key: str | None = None,
+    ) -> str:
+        """``round_div(x * M, 2**s)`` on an int64 tensor (half away from zero, truncating Div).
+
+        Constants are named after ``key`` (default ``prefix``) so unrolled steps can share them.
+        """
+        key = prefix if key is None else key
+        shift = np.asarray(shift, np.int64)
+        m = self.const(f"{key}/M", np.asarray(multiplier, np.int64))
+        d = self.const(f"{key}/D", np.left_shift(np.int64(1), shift))
+        h = self.const(f"{key}/H", np.left_shift(np.int64(1), shift) // 2)
+        p = self.op("Mul", [x64, m], f"{prefix}/prod")
+        neg = self.op("Less", [p, self.scalar(0)], f"{prefix}/neg")
+        lo_side = self.op("Sub", [p, h], f"{prefix}/p_minus_h")
+        hi_side = self.op("Add", [p, h], f"{prefix}/p_plus_h")
+        rounded = self.op("Where", [neg, lo_side, hi_side], f"{prefix}/rounded")
+        return self.op("Div", [rounded, d], f"{prefix}/div")
+
     def requant(
         self, acc: str, multiplier: np.ndarray, shift: np.ndarray, lo: int, hi: int, prefix: str
     ) -> str:
         """Emit ``clip(round_div(acc * M, 2**s), lo, hi)`` on an int32 tensor; returns an int64 tensor."""
-        m = self.const(f"{prefix}/M", np.asarray(multiplier, np.int64))
-        shift = np.asarray(shift, np.int64)
-        d = self.const(f"{prefix}/D", np.left_shift(np.int64(1), shift))
-        h = self.const(f"{prefix}/H", np.left_shift(np.int64(1), shift) // 2)
-        p = self.op("Mul", [self.cast(acc, np.int64, f"{prefix}/acc64"), m], f"{prefix}/prod")
-        neg = self.op("Less", [p, self.scalar(0)], f"{prefix}/neg")
-        lo_side = self.op("Sub", [p, h], f"{prefix}/p_minus_h")
-        hi_side = self.op("Add", [p, h], f"{prefix}/p_plus_h")
-        r = self.op(
-            "Div", [self.op("Where", [neg, lo_side, hi_side], f"{prefix}/rounded"), d], f"{prefix}/div"
-        )
+        r = self.round_shift(self.cast(acc, np.int64, f"{prefix}/acc64"), multiplier, shift, prefix)
         return self.op("Clip", [r, self.scalar(lo), self.scalar(hi)], f"{prefix}/clip")
 
     def model(
@@ -159,14 +186,8 @@ class IntegerMLP:
             m_max = int(np.max(layer.multiplier))
             if bound * m_max + 2 ** int(np.max(layer.shift)) >= 2**63:
                 raise OverflowError(f"layer {layer.name}: acc*M overflows int64")
-            w_dtype = container_dtype(int(layer.weight.min(initial=0)), int(layer.weight.max(initial=0)))
-            w = b.const(f"{layer.name}/W", layer.weight.astype(w_dtype))
-            if x_dtype == np.int8 and w_dtype == np.int8:
-                acc = b.op("MatMulInteger", [x, w], f"{layer.name}/matmul")
-            else:  # wider than 8 bits: MatMul on int32
-                x32 = b.cast(x, np.int32, f"{layer.name}/x32")
-                w32 = b.cast(w, np.int32, f"{layer.name}/W32")
-                acc = b.op("MatMul", [x32, w32], f"{layer.name}/matmul")
+            w, w_dtype = b.weight(f"{layer.name}/W", layer.weight)
+            acc = b.matmul(x, x_dtype, w, w_dtype, f"{layer.name}/matmul")
             acc = b.op(
                 "Add", [acc, b.const(f"{layer.name}/b", layer.bias.astype(np.int32))], f"{layer.name}/acc"
             )

@@ -33,13 +33,14 @@ import onnx
 from ._graph import GraphBuilder, IntegerDense
 from ._lut import apply_lut, emit_lut_shared
 from ._recurrent import Requant, _max_abs_matmul
-from ._semantics import container_dtype, requantize, round_div, signed_range
+from ._semantics import container_dtype, requantize, round_div
+from ._sequence import IntegerSequenceModel
 
 _INT64_SAFE = 2**62
 
 
 @dataclass
-class IntegerLEM:
+class IntegerLEM(IntegerSequenceModel):
     """An integer LEM classifier."""
 
     steps: int
@@ -71,14 +72,6 @@ class IntegerLEM:
     def units(self) -> int:
         return int(self.Wz.shape[0])
 
-    @property
-    def in_range(self) -> tuple[int, int]:
-        return signed_range(self.in_bits)
-
-    @property
-    def act_range(self) -> tuple[int, int]:
-        return signed_range(self.act_bits)
-
     def check_overflow(self) -> None:
         """Raise :class:`OverflowError` unless every int32 accumulator and int64 product fits."""
         ilo, ihi = self.in_range
@@ -97,18 +90,6 @@ class IntegerLEM:
                 raise OverflowError(f"lem: accumulator {what} can reach {bound}, beyond int32")
             if bound * m + (1 << s) >= _INT64_SAFE:
                 raise OverflowError(f"lem: {what} times its multiplier overflows int64")
-
-    def _as_steps(self, codes: np.ndarray) -> np.ndarray:
-        x = np.asarray(codes)
-        T, F = self.steps, self.in_features
-        if x.ndim == 2 and x.shape[1] == T * F:
-            x = x.reshape(len(x), T, F)
-        if x.ndim != 3 or x.shape[1:] != (T, F):
-            raise ValueError(f"input codes must be [N, {T * F}] or [N, {T}, {F}], got {list(x.shape)}")
-        lo, hi = self.in_range
-        if x.size and (x.min() < lo or x.max() > hi):
-            raise ValueError(f"input codes must lie in [{lo}, {hi}]")
-        return x.astype(np.int64)
 
     def forward(self, codes: np.ndarray) -> np.ndarray:
         """Direct numpy evaluation of the integer semantics (independent of the graph)."""
@@ -141,25 +122,8 @@ class IntegerLEM:
         x_dtype, h_dtype = container_dtype(ilo, ihi), container_dtype(alo, ahi)
         T, F, H = self.steps, self.in_features, self.units
 
-        def wconst(nm: str, w: np.ndarray) -> tuple[str, np.dtype]:
-            dt = container_dtype(int(w.min(initial=0)), int(w.max(initial=0)))
-            return b.const(nm, np.asarray(w).astype(dt)), dt
-
-        def matmul(a: str, a_dtype: np.dtype, w: str, w_dtype: np.dtype, out: str) -> str:
-            if a_dtype == np.int8 and w_dtype == np.int8:
-                return b.op("MatMulInteger", [a, w], out)
-            return b.op("MatMul", [b.cast(a, np.int32, f"{out}/a32"), b.cast(w, np.int32, f"{out}/w32")], out)
-
         def rd(x64: str, m: np.ndarray | int, s: np.ndarray | int, key: str, prefix: str) -> str:
-            s = np.asarray(s, np.int64)
-            mm = b.const(f"{key}/M", np.asarray(m, np.int64))
-            d = b.const(f"{key}/D", np.left_shift(np.int64(1), s))
-            hh = b.const(f"{key}/H", np.left_shift(np.int64(1), s) // 2)
-            p = b.op("Mul", [x64, mm], f"{prefix}/prod")
-            neg = b.op("Less", [p, b.scalar(0)], f"{prefix}/neg")
-            r = b.op("Where", [neg, b.op("Sub", [p, hh], f"{prefix}/pmh"), b.op("Add", [p, hh], f"{prefix}/pph")],
-                     f"{prefix}/rounded")  # fmt: skip
-            return b.op("Div", [r, d], f"{prefix}/div")
+            return b.round_shift(x64, m, s, prefix, key)
 
         axes1 = b.const("axes1", np.array([1], np.int64))
 
@@ -167,10 +131,10 @@ class IntegerLEM:
             return b.op("Slice", [x, b.const(f"cols{a}_{e}/s", np.array([a], np.int64)),
                                   b.const(f"cols{a}_{e}/e", np.array([e], np.int64)), axes1], out)  # fmt: skip
 
-        V, v_dt = wconst("V", self.V)
+        V, v_dt = b.weight("V", self.V)
         bv = b.const("bv", self.bv.astype(np.int32))
-        Wh, wh_dt = wconst("Wh", self.Wh)
-        Wz, wz_dt = wconst("Wz", self.Wz)
+        Wh, wh_dt = b.weight("Wh", self.Wh)
+        Wz, wz_dt = b.weight("Wz", self.Wz)
         tabs = {k: b.const(f"{k}/table", np.asarray(v, np.int64)) for k, v in self.tables.items()}
         lo_c, hi_c, zero = b.scalar(alo), b.scalar(ahi), b.scalar(0)
         gm, gs = self.gate_multiplier, self.gate_shift
@@ -185,7 +149,7 @@ class IntegerLEM:
                 z0 = b.op("Add", [b.op("Mul", [nb, zero], "init/n0"), b.const("init/zeros", np.zeros(H, np.int64))],
                           "init/zeros64")  # fmt: skip
                 y = z = b.cast(z0, h_dtype, "init/state")
-            accx = b.op("Add", [matmul(xt, x_dtype, V, v_dt, f"{p}/xV"), bv], f"{p}/accx")
+            accx = b.op("Add", [b.matmul(xt, x_dtype, V, v_dt, f"{p}/xV"), bv], f"{p}/accx")
             zx = rd(
                 b.cast(accx, np.int64, f"{p}/accx64"),
                 self.rq_v.multiplier,
@@ -193,7 +157,7 @@ class IntegerLEM:
                 "rq_v",
                 f"{p}/zx",
             )
-            zy = rd(b.cast(matmul(y, h_dtype, Wh, wh_dt, f"{p}/yW"), np.int64, f"{p}/yW64"), self.rq_h.multiplier,
+            zy = rd(b.cast(b.matmul(y, h_dtype, Wh, wh_dt, f"{p}/yW"), np.int64, f"{p}/yW64"), self.rq_h.multiplier,
                     self.rq_h.shift, "rq_h", f"{p}/zy")  # fmt: skip
 
             def lut(a: str, c: str, table: str, q: str) -> str:
@@ -210,7 +174,7 @@ class IntegerLEM:
             z64 = b.op("Clip", [b.op("Add", [z64, rd(dz, gm, gs, "gate", f"{p}/dz")], f"{p}/znew"), lo_c, hi_c],
                        f"{p}/zclip")  # fmt: skip
             z = b.cast(z64, h_dtype, f"{p}/z")
-            zz = rd(b.cast(matmul(z, h_dtype, Wz, wz_dt, f"{p}/zW"), np.int64, f"{p}/zW64"), self.rq_z.multiplier,
+            zz = rd(b.cast(b.matmul(z, h_dtype, Wz, wz_dt, f"{p}/zW"), np.int64, f"{p}/zW64"), self.rq_z.multiplier,
                     self.rq_z.shift, "rq_z", f"{p}/zz")  # fmt: skip
             ty = lut(cols(zx, 2 * H, 3 * H, f"{p}/zx3"), zz, "tanh_y", f"{p}/ty")
             y64 = b.cast(y, np.int64, f"{p}/y64")
@@ -219,8 +183,8 @@ class IntegerLEM:
                        f"{p}/yclip")  # fmt: skip
             y = b.cast(y64, h_dtype, f"{p}/y")
         hd = self.head
-        Wo, wo_dt = wconst("head/W", hd.weight)
-        acc = b.op("Add", [matmul(y, h_dtype, Wo, wo_dt, "head/matmul"), b.const("head/b", hd.bias.astype(np.int32))],
+        Wo, wo_dt = b.weight("head/W", hd.weight)
+        acc = b.op("Add", [b.matmul(y, h_dtype, Wo, wo_dt, "head/matmul"), b.const("head/b", hd.bias.astype(np.int32))],
                    "head/acc")  # fmt: skip
         r = b.requant(acc, hd.multiplier, hd.shift, hd.lo, hd.hi, "head/rq")
         y_dtype = container_dtype(hd.lo, hd.hi)

@@ -10,7 +10,7 @@ from ._lem_int import IntegerLEM
 from ._lut import lut_table
 from ._ptq import QuantizedModel
 from ._recurrent_ptq import _absmax, _qweight_mse, _requant
-from ._semantics import container_dtype, quantize_multiplier, signed_range
+from ._semantics import asymmetric_scale, container_dtype, quantize_multiplier, signed_range
 from ._sidecar import TensorQuant
 
 
@@ -87,9 +87,7 @@ def quantize_lem(
     T, F, H = x.shape[1], x.shape[2], p["H"]
     ilo, ihi = signed_range(in_bits)
     xmin, xmax = xrange
-    xmin, xmax = min(xmin, 0.0), max(xmax, xmin + 1e-12)
-    s_x = (xmax - xmin) / (ihi - ilo)
-    z_x = int(ilo - round(xmin / s_x))
+    s_x, z_x = asymmetric_scale(xmin, xmax, in_bits)
     alo, ahi = signed_range(act_bits)
     s_state = 1.0 / ahi
     s_pre = {k: min(_absmax(v, calibration, percentile), pre_clip) / ahi for k, v in sim["pre"].items()}

@@ -37,7 +37,8 @@ import numpy as np
 import onnx
 
 from ._graph import GraphBuilder, IntegerDense
-from ._semantics import container_dtype, requantize, signed_range, trunc_div
+from ._semantics import container_dtype, requantize, trunc_div
+from ._sequence import IntegerSequenceModel
 
 _INT64_SAFE = 2**62
 MAX_TABLE_ENTRIES = 1 << 24
@@ -51,7 +52,7 @@ def ltc_round_div(num: np.ndarray, den: np.ndarray, multiplier: int, shift: int)
 
 
 @dataclass
-class IntegerLTC:
+class IntegerLTC(IntegerSequenceModel):
     """An integer LTC classifier (fused semi-implicit solver)."""
 
     steps: int
@@ -83,14 +84,6 @@ class IntegerLTC:
     def units(self) -> int:
         return int(self.cn.shape[0])
 
-    @property
-    def in_range(self) -> tuple[int, int]:
-        return signed_range(self.in_bits)
-
-    @property
-    def act_range(self) -> tuple[int, int]:
-        return signed_range(self.act_bits)
-
     def bounds(self) -> tuple[int, int]:
         """Worst-case |num| and den over all codes."""
         alo, ahi = self.act_range
@@ -116,18 +109,6 @@ class IntegerLTC:
                 raise ValueError(f"ltc: a synapse table would hold {t.size} entries (> {MAX_TABLE_ENTRIES})")
 
     # --- numpy semantics -------------------------------------------------------------
-    def _as_steps(self, codes: np.ndarray) -> np.ndarray:
-        x = np.asarray(codes)
-        T, F = self.steps, self.in_features
-        if x.ndim == 2 and x.shape[1] == T * F:
-            x = x.reshape(len(x), T, F)
-        if x.ndim != 3 or x.shape[1:] != (T, F):
-            raise ValueError(f"input codes must be [N, {T * F}] or [N, {T}, {F}], got {list(x.shape)}")
-        lo, hi = self.in_range
-        if x.size and (x.min() < lo or x.max() > hi):
-            raise ValueError(f"input codes must lie in [{lo}, {hi}]")
-        return x.astype(np.int64)
-
     def forward(self, codes: np.ndarray, return_states: bool = False):
         """Direct numpy evaluation of the integer semantics (independent of the graph)."""
         x = self._as_steps(codes)

@@ -19,7 +19,7 @@ from ._ltc_int import IntegerLTC
 from ._lut import round_half_away
 from ._ptq import QuantizedModel
 from ._recurrent_ptq import _absmax, _qweight_mse
-from ._semantics import container_dtype, quantize_multiplier, signed_range
+from ._semantics import asymmetric_scale, container_dtype, quantize_multiplier, signed_range
 from ._sidecar import TensorQuant
 
 
@@ -93,9 +93,7 @@ def quantize_ltc(
     H = len(p["gleak"])
     ilo, ihi = signed_range(in_bits)
     xmin, xmax = xrange
-    xmin, xmax = min(xmin, 0.0), max(xmax, xmin + 1e-12)
-    s_x = (xmax - xmin) / (ihi - ilo)
-    z_x = int(ilo - round(xmin / s_x))
+    s_x, z_x = asymmetric_scale(xmin, xmax, in_bits)
     alo, ahi = signed_range(act_bits)
     wmax = (1 << (weight_bits - 1)) - 1
     s_v = _absmax(sim["v"], calibration, percentile) / ahi

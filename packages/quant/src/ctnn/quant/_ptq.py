@@ -19,7 +19,7 @@ import onnx
 import torch
 
 from ._graph import IntegerDense, IntegerMLP
-from ._semantics import check_bits, container_dtype, quantize_multiplier, signed_range
+from ._semantics import asymmetric_scale, check_bits, container_dtype, quantize_multiplier, signed_range
 from ._sidecar import Sidecar, TensorQuant, write_sidecar
 
 CALIBRATIONS = ("minmax", "percentile")
@@ -114,9 +114,7 @@ def quantize_mlp(
     # input: asymmetric, lowest code <- data minimum
     ilo, ihi = signed_range(in_bits)
     xmin, xmax = input_range if input_range is not None else _range(calib_x, calibration, percentile)
-    xmin, xmax = min(xmin, 0.0), max(xmax, xmin + 1e-12)
-    s_in = (xmax - xmin) / (ihi - ilo)
-    z_in = int(ilo - round(xmin / s_in))
+    s_in, z_in = asymmetric_scale(xmin, xmax, in_bits)
     inq = TensorQuant("x", [None, n_in], in_bits, ilo, ihi, s_in, z_in, str(container_dtype(ilo, ihi)))
 
     # float activations for calibration

@@ -33,7 +33,8 @@ import onnx
 
 from ._graph import GraphBuilder, IntegerDense
 from ._lut import apply_lut, emit_lut_shared
-from ._semantics import container_dtype, requantize, round_div, signed_range
+from ._semantics import container_dtype, requantize, round_div
+from ._sequence import IntegerSequenceModel
 
 RECURRENT_FAMILIES = ("lipschitz_rnn", "ctrnn")
 _INT32_MAX = 2**31 - 1
@@ -63,7 +64,7 @@ class Requant:
 
 
 @dataclass
-class IntegerRecurrent:
+class IntegerRecurrent(IntegerSequenceModel):
     """An integer tanh recurrent classifier (Lipschitz RNN or CT-RNN, explicit Euler)."""
 
     family: str
@@ -99,14 +100,6 @@ class IntegerRecurrent:
     def units(self) -> int:
         return int(self.W.shape[0])
 
-    @property
-    def in_range(self) -> tuple[int, int]:
-        return signed_range(self.in_bits)
-
-    @property
-    def act_range(self) -> tuple[int, int]:
-        return signed_range(self.act_bits)
-
     # --- overflow ---------------------------------------------------------------------
     def check_overflow(self) -> None:
         """Raise :class:`OverflowError` unless every int32 accumulator and int64 product fits."""
@@ -132,18 +125,6 @@ class IntegerRecurrent:
                 raise OverflowError(f"{self.family}: {what} times its multiplier overflows int64")
 
     # --- numpy semantics ----------------------------------------------------------------
-    def _as_steps(self, codes: np.ndarray) -> np.ndarray:
-        x = np.asarray(codes)
-        T, F = self.steps, self.in_features
-        if x.ndim == 2 and x.shape[1] == T * F:
-            x = x.reshape(len(x), T, F)
-        if x.ndim != 3 or x.shape[1:] != (T, F):
-            raise ValueError(f"input codes must be [N, {T * F}] or [N, {T}, {F}], got {list(x.shape)}")
-        lo, hi = self.in_range
-        if x.size and (x.min() < lo or x.max() > hi):
-            raise ValueError(f"input codes must lie in [{lo}, {hi}]")
-        return x.astype(np.int64)
-
     def forward(self, codes: np.ndarray, return_states: bool = False):
         """Direct numpy evaluation of the integer semantics (independent of the graph)."""
         x = self._as_steps(codes)
@@ -180,31 +161,13 @@ class IntegerRecurrent:
         h_dtype = container_dtype(alo, ahi)
         T, F = self.steps, self.in_features
 
-        def wconst(nm: str, w: np.ndarray) -> tuple[str, np.dtype]:
-            dt = container_dtype(int(w.min(initial=0)), int(w.max(initial=0)))
-            return b.const(nm, np.asarray(w).astype(dt)), dt
-
-        def matmul(a: str, a_dtype: np.dtype, w: str, w_dtype: np.dtype, out: str) -> str:
-            if a_dtype == np.int8 and w_dtype == np.int8:
-                return b.op("MatMulInteger", [a, w], out)
-            a32 = b.cast(a, np.int32, f"{out}/a32")
-            w32 = b.cast(w, np.int32, f"{out}/w32")
-            return b.op("MatMul", [a32, w32], out)
-
         def rd(x64: str, rq: Requant, key: str, prefix: str) -> str:
-            m = b.const(f"{key}/M", rq.multiplier.astype(np.int64))
-            d = b.const(f"{key}/D", np.left_shift(np.int64(1), rq.shift.astype(np.int64)))
-            hh = b.const(f"{key}/H", np.left_shift(np.int64(1), rq.shift.astype(np.int64)) // 2)
-            p = b.op("Mul", [x64, m], f"{prefix}/prod")
-            neg = b.op("Less", [p, b.scalar(0)], f"{prefix}/neg")
-            r = b.op("Where", [neg, b.op("Sub", [p, hh], f"{prefix}/pmh"), b.op("Add", [p, hh], f"{prefix}/pph")],
-                     f"{prefix}/rounded")  # fmt: skip
-            return b.op("Div", [r, d], f"{prefix}/div")
+            return b.round_shift(x64, rq.multiplier, rq.shift, prefix, key)
 
-        U, u_dt = wconst("U", self.U)
+        U, u_dt = b.weight("U", self.U)
         bu = b.const("bu", self.bu.astype(np.int32))
-        W, w_dt = wconst("W", self.W)
-        A, a_dt = wconst("A", self.A) if self.A is not None else (None, None)
+        W, w_dt = b.weight("W", self.W)
+        A, a_dt = b.weight("A", self.A) if self.A is not None else (None, None)
         table = b.const("tanh/table", self.tanh_table.astype(np.int64))
         lo_c, hi_c = b.scalar(alo), b.scalar(ahi)
         axes1 = b.const("axes1", np.array([1], np.int64))
@@ -214,7 +177,7 @@ class IntegerRecurrent:
             p = f"t{t}"
             xt = b.op("Slice", ["x", b.const(f"{p}/start", np.array([t * F], np.int64)),
                                 b.const(f"{p}/end", np.array([(t + 1) * F], np.int64)), axes1], f"{p}/x")  # fmt: skip
-            accx = b.op("Add", [matmul(xt, x_dtype, U, u_dt, f"{p}/xU"), bu], f"{p}/accx")
+            accx = b.op("Add", [b.matmul(xt, x_dtype, U, u_dt, f"{p}/xU"), bu], f"{p}/accx")
             zx = rd(b.cast(accx, np.int64, f"{p}/accx64"), self.rq_u, "rq_u", f"{p}/zx")
             for k in range(self.unfolds):
                 q = f"{p}u{k}"
@@ -223,7 +186,7 @@ class IntegerRecurrent:
                     h64 = None
                 else:
                     h64 = b.cast(h, np.int64, f"{q}/h64")
-                    hw = b.cast(matmul(h, h_dtype, W, w_dt, f"{q}/hW"), np.int64, f"{q}/hW64")
+                    hw = b.cast(b.matmul(h, h_dtype, W, w_dt, f"{q}/hW"), np.int64, f"{q}/hW64")
                     pre_sum = b.op("Add", [zx, rd(hw, self.rq_w, "rq_w", f"{q}/zh")], f"{q}/presum")
                 pre = b.op("Clip", [pre_sum, lo_c, hi_c], f"{q}/pre")
                 th = emit_lut_shared(b, pre, table, alo, f"{q}/tanh")
@@ -231,15 +194,15 @@ class IntegerRecurrent:
                 if h64 is not None:
                     new = b.op("Add", [h64, new], f"{q}/plus_h")
                     if A is not None:
-                        ha = b.cast(matmul(h, h_dtype, A, a_dt, f"{q}/hA"), np.int64, f"{q}/hA64")
+                        ha = b.cast(b.matmul(h, h_dtype, A, a_dt, f"{q}/hA"), np.int64, f"{q}/hA64")
                         new = b.op("Add", [new, rd(ha, self.rq_a, "rq_a", f"{q}/da")], f"{q}/plus_a")
                     if self.rq_d is not None:
                         new = b.op("Sub", [new, rd(h64, self.rq_d, "rq_d", f"{q}/leak")], f"{q}/minus_leak")
                 h = b.cast(b.op("Clip", [new, lo_c, hi_c], f"{q}/hclip"), h_dtype, f"{q}/h")
         assert h is not None
         hd = self.head
-        Wo, wo_dt = wconst("head/W", hd.weight)
-        acc = b.op("Add", [matmul(h, h_dtype, Wo, wo_dt, "head/matmul"), b.const("head/b", hd.bias.astype(np.int32))],
+        Wo, wo_dt = b.weight("head/W", hd.weight)
+        acc = b.op("Add", [b.matmul(h, h_dtype, Wo, wo_dt, "head/matmul"), b.const("head/b", hd.bias.astype(np.int32))],
                    "head/acc")  # fmt: skip
         r = b.requant(acc, hd.multiplier, hd.shift, hd.lo, hd.hi, "head/rq")
         y_dtype = container_dtype(hd.lo, hd.hi)

@@ -24,7 +24,7 @@ from ._graph import IntegerDense
 from ._lut import lut_table
 from ._ptq import CALIBRATIONS, QuantizedModel
 from ._recurrent import RECURRENT_FAMILIES, IntegerRecurrent, Requant
-from ._semantics import check_bits, container_dtype, quantize_multiplier, signed_range
+from ._semantics import asymmetric_scale, check_bits, container_dtype, quantize_multiplier, signed_range
 from ._sidecar import TensorQuant
 
 #: Families :func:`quantize_sequence_classifier` handles.
@@ -209,9 +209,7 @@ def quantize_sequence_classifier(
         xmin, xmax = float(x.min()), float(x.max())
     else:
         xmin, xmax = float(np.percentile(x, 100 - percentile)), float(np.percentile(x, percentile))
-    xmin, xmax = min(xmin, 0.0), max(xmax, xmin + 1e-12)
-    s_x = (xmax - xmin) / (ihi - ilo)
-    z_x = int(ilo - round(xmin / s_x))
+    s_x, z_x = asymmetric_scale(xmin, xmax, in_bits)
 
     alo, ahi = signed_range(act_bits)
     s_h = _absmax(sim["h"], calibration, percentile) / ahi

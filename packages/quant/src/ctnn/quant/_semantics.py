@@ -96,3 +96,14 @@ def quantize_multiplier(real: float, precision_bits: int = 15) -> tuple[int, int
     if m >= 1 << 31:
         raise ValueError(f"requantization factor {real} is too large for an int32 multiplier")
     return int(m), int(shift)
+
+
+def asymmetric_scale(xmin: float, xmax: float, bits: int) -> tuple[float, int]:
+    """Scale and zero point mapping real ``[xmin, xmax]`` (widened to contain 0) onto all b-bit codes.
+
+    The data's minimum lands on the lowest code: ``real = scale * (q - zero_point)``.
+    """
+    lo, hi = signed_range(bits)
+    xmin, xmax = min(xmin, 0.0), max(xmax, xmin + 1e-12)
+    scale = (xmax - xmin) / (hi - lo)
+    return scale, int(lo - round(xmin / scale))
