@@ -47,3 +47,22 @@ def ncps_named(peer):
 
 def ctnn_named(ours):
     return [(n, getattr(ours.cell, n)) for n in NAMES]
+
+
+def time_steps(model, x, target, repeats: int, warmup: int = 2) -> float:
+    """Median seconds of one training step (forward, MSE on the last output, backward, Adam)."""
+    import statistics
+    import time
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    ts = []
+    for i in range(warmup + repeats):
+        t0 = time.perf_counter()
+        out, _ = model(x)
+        loss = torch.nn.functional.mse_loss(out[:, -1], target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= warmup:
+            ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)

@@ -16,7 +16,6 @@ import json
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,24 +23,9 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _ncps_bridge import ctnn_named, ctnn_twin, grads, ncps_available, ncps_named  # noqa: E402
+from _ncps_bridge import ctnn_named, ctnn_twin, grads, ncps_available, ncps_named, time_steps  # noqa: E402
 
 CONFIG = {"units": 32, "batch": 64, "seq_len": 100, "in_features": 4, "ode_unfolds": 6}
-
-
-def time_steps(model, x, target, repeats: int, warmup: int) -> float:
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    ts = []
-    for i in range(warmup + repeats):
-        t0 = time.perf_counter()
-        out, _ = model(x)
-        loss = torch.nn.functional.mse_loss(out[:, -1], target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i >= warmup:
-            ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,6 +22,8 @@ from torch import nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _ncps_bridge import time_steps  # noqa: E402
+
 CONFIG = {"units": 32, "batch": 64, "seq_len": 100, "in_features": 4}
 
 
@@ -66,21 +67,6 @@ class RefLipschitz(nn.Module):
         return torch.stack(outs, 1), h
 
 
-def step_time(model, x, target, repeats, warmup=2):
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    ts = []
-    for i in range(warmup + repeats):
-        t0 = time.perf_counter()
-        out, _ = model(x)
-        loss = nn.functional.mse_loss(out[:, -1], target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i >= warmup:
-            ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=9)
@@ -103,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             diff = float((ours(x)[0] - ref(x)[0]).abs().max())
         r_s, o_s = [], []
         for _ in range(3):  # interleaved
-            r_s.append(step_time(ref, x, target, max(1, args.repeats // 3)))
-            o_s.append(step_time(ours, x, target, max(1, args.repeats // 3)))
+            r_s.append(time_steps(ref, x, target, max(1, args.repeats // 3)))
+            o_s.append(time_steps(ours, x, target, max(1, args.repeats // 3)))
         rs, os_ = statistics.median(r_s), statistics.median(o_s)
         results[name] = {
             "reference_seconds": rs,

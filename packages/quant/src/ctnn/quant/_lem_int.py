@@ -34,9 +34,7 @@ from ._graph import GraphBuilder, IntegerDense
 from ._lut import apply_lut, emit_lut_shared
 from ._recurrent import Requant, _max_abs_matmul
 from ._semantics import container_dtype, requantize, round_div
-from ._sequence import IntegerSequenceModel
-
-_INT64_SAFE = 2**62
+from ._sequence import IntegerSequenceModel, check_accumulators
 
 
 @dataclass
@@ -85,11 +83,7 @@ class IntegerLEM(IntegerSequenceModel):
             ("head", _max_abs_matmul(self.head.weight, alo, ahi, self.head.bias), int(np.max(self.head.multiplier)),
              int(np.max(self.head.shift))),
         ]  # fmt: skip
-        for what, bound, m, s in checks:
-            if bound > 2**31 - 1:
-                raise OverflowError(f"lem: accumulator {what} can reach {bound}, beyond int32")
-            if bound * m + (1 << s) >= _INT64_SAFE:
-                raise OverflowError(f"lem: {what} times its multiplier overflows int64")
+        check_accumulators("lem", checks)
 
     def forward(self, codes: np.ndarray) -> np.ndarray:
         """Direct numpy evaluation of the integer semantics (independent of the graph)."""

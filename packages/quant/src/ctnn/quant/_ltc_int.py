@@ -38,9 +38,8 @@ import onnx
 
 from ._graph import GraphBuilder, IntegerDense
 from ._semantics import container_dtype, requantize, trunc_div
-from ._sequence import IntegerSequenceModel
+from ._sequence import INT32_MAX, INT64_SAFE, IntegerSequenceModel
 
-_INT64_SAFE = 2**62
 MAX_TABLE_ENTRIES = 1 << 24
 
 
@@ -95,14 +94,14 @@ class IntegerLTC(IntegerSequenceModel):
     def check_overflow(self) -> None:
         """Raise :class:`OverflowError` unless ``2·num·M + den·2**s`` and the head fit their types."""
         num, den = self.bounds()
-        if 2 * num * self.multiplier + 2 * (den << self.shift) >= _INT64_SAFE:
+        if 2 * num * self.multiplier + 2 * (den << self.shift) >= INT64_SAFE:
             raise OverflowError(
                 f"ltc: the fused step's numerator/denominator can overflow int64 ({num}, {den})"
             )
         alo, ahi = self.act_range
         w = self.head.weight.astype(np.int64)
         acc = int((np.abs(w).sum(0) * max(-alo, ahi) + np.abs(self.head.bias)).max())
-        if acc > 2**31 - 1:
+        if acc > INT32_MAX:
             raise OverflowError(f"ltc: the head accumulator can reach {acc}, beyond int32")
         for t in (self.rec_num, self.sen_num):
             if t.size > MAX_TABLE_ENTRIES:

@@ -34,11 +34,9 @@ import onnx
 from ._graph import GraphBuilder, IntegerDense
 from ._lut import apply_lut, emit_lut_shared
 from ._semantics import container_dtype, requantize, round_div
-from ._sequence import IntegerSequenceModel
+from ._sequence import IntegerSequenceModel, check_accumulators
 
 RECURRENT_FAMILIES = ("lipschitz_rnn", "ctrnn")
-_INT32_MAX = 2**31 - 1
-_INT64_SAFE = 2**62
 
 
 def _max_abs_matmul(w: np.ndarray, in_lo: int, in_hi: int, bias: np.ndarray | None = None) -> int:
@@ -116,13 +114,11 @@ class IntegerRecurrent(IntegerSequenceModel):
             checks.append(("h @ A", _max_abs_matmul(self.A, alo, ahi), self.rq_a))
         if self.rq_d is not None:
             checks.append(("leak", max(-alo, ahi), self.rq_d))
-        for what, bound, rq in checks:
-            if bound > _INT32_MAX:
-                raise OverflowError(f"{self.family}: accumulator {what} can reach {bound}, beyond int32")
-            m = int(np.max(self.head.multiplier)) if rq is None else int(np.max(rq.multiplier))
-            s = int(np.max(self.head.shift)) if rq is None else int(np.max(rq.shift))
-            if bound * m + (1 << s) >= _INT64_SAFE:
-                raise OverflowError(f"{self.family}: {what} times its multiplier overflows int64")
+        check_accumulators(
+            self.family,
+            [(what, bound, *((self.head.multiplier, self.head.shift) if rq is None else (rq.multiplier, rq.shift)))
+             for what, bound, rq in checks],
+        )  # fmt: skip
 
     # --- numpy semantics ----------------------------------------------------------------
     def forward(self, codes: np.ndarray, return_states: bool = False):
