@@ -27,10 +27,10 @@ PACKAGES = {
     "quant": ["./packages/models[data]", "./packages/quant[torch,test]"],
     "verify": ["./packages/quant", "./packages/verify[test]"],
     "deploy": ["./packages/quant", "./packages/deploy[test]"],
-    "analysis": ["./packages/analysis[test]"],
+    "analysis": ["./packages/models[data]", "./packages/analysis[models,test]"],
 }
 ALL = ["-e", "./packages/models[data,test]", "-e", "./packages/quant[torch,test]", "-e", "./packages/verify[test]",
-       "-e", "./packages/deploy[test]", "-e", "./packages/analysis[test]", "-e", "./integration[test]"]  # fmt: skip
+       "-e", "./packages/deploy[test]", "-e", "./packages/analysis[models,test]", "-e", "./integration[test]"]  # fmt: skip
 TEST_TOOLS = ["pytest", "hypothesis"]
 # the root config and conftest.py apply to every run (under CI a skipped test fails the run)
 PYTEST = ["-c", "pyproject.toml", "--rootdir", ".", "-q", "-p", "no:cacheprovider"]
@@ -59,12 +59,12 @@ def tests(session: nox.Session) -> None:
 
 def _one_package(session: nox.Session, pkg: str) -> None:
     """Install one package (non-editable, as a user would) with only what it declares, then test it."""
-    if pkg in ("models", "quant"):
+    if pkg in ("models", "quant", "analysis"):
         session.install(*C, TORCH)
     # reinstall our own packages so a reused venv never tests a stale build
     session.install(*C, "--force-reinstall", "--no-deps", *PACKAGES[pkg])
     session.install(*C, *PACKAGES[pkg], *TEST_TOOLS)
-    forbidden = {"verify": "torch", "deploy": "torch", "analysis": "torch"}.get(pkg)
+    forbidden = {"verify": "torch", "deploy": "torch"}.get(pkg)
     if forbidden:  # the design keeps torch out of the hardware side
         session.run(
             "python",

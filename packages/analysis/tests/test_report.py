@@ -51,3 +51,34 @@ def test_html_escapes_text():
     r.paragraph("a < b & c")
     page = r.to_html()
     assert "<script>" not in page.split("<body>")[1] and "a &lt; b &amp; c" in page
+
+
+def test_versions_configuration_and_stage_times():
+    import sys
+
+    from ctnn.analysis import package_versions, tool_version
+
+    r = Report("run")
+    r.stage_times({"train": 12.0, "verify": 30.5, "deploy": None})
+    r.configuration({"bits": [4, 8], "dataset": "digits"})
+    r.versions(
+        ["numpy", "no-such-dist-xyz"], tools={sys.executable: "--version", "no-such-tool-xyz": "--version"}
+    )
+    page = r.to_html()
+    assert "<td>deploy</td><td>not run</td>" in page and "<td>total</td><td>42.5</td>" in page
+    assert "&quot;dataset&quot;: &quot;digits&quot;" in page
+    import numpy
+
+    assert f"<td>numpy</td><td>{numpy.__version__}</td>" in page
+    assert "<td>no-such-dist-xyz</td><td>not installed</td>" in page
+    assert f"<td>{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}</td>" in page
+    assert "<td>no-such-tool-xyz</td><td>not found</td>" in page
+    assert tool_version(sys.executable).startswith(f"{sys.version_info.major}.{sys.version_info.minor}")
+    assert package_versions([])[-1][0] == "python"
+    with pytest.raises(ValueError, match="'train'"):
+        Report("x").stage_times({"train": -1.0})
+
+
+def test_study_rejects_non_studies():
+    with pytest.raises(TypeError, match="not a Study"):
+        Report("x").study(object())

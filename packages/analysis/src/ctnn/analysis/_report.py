@@ -5,12 +5,18 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
+
+from ._study import Study
+from ._versions import DEFAULT_DISTRIBUTIONS, package_versions, tool_versions
 
 
 @dataclass
@@ -58,6 +64,53 @@ class Report:
         if png_path is not None:
             Path(png_path).write_bytes(data)
         self.blocks.append(_Block("figure", (data, caption, png_path)))
+
+    def study(self, result: Study, png_path: str | os.PathLike[str] | None = None, level: int = 2) -> None:
+        """Render a study result: its title, description, table and figure (the figure is then closed).
+
+        Every result type of ctnn-analysis is a :class:`~ctnn.analysis.Study`.
+        """
+        if not isinstance(result, Study):
+            raise TypeError(f"{type(result).__name__} is not a Study (needs title, description, table, plot)")
+        self.heading(result.title, level)
+        self.paragraph(result.description())
+        self.table(*result.table())
+        fig = result.plot()
+        self.figure(fig, result.title, png_path=png_path)
+        plt.close(fig)
+
+    def versions(
+        self,
+        distributions: Iterable[str] = DEFAULT_DISTRIBUTIONS,
+        tools: dict[str, str] | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        """A "Versions" section: every Python distribution and command-line tool (see :func:`tool_versions`).
+
+        ``extra`` adds recorded versions this process cannot look up (e.g. those of remote Ray workers).
+        """
+        self.heading("Versions")
+        self.table(
+            ["package", "version"],
+            package_versions(distributions) + [[k, v] for k, v in (extra or {}).items()],
+        )
+        self.table(["tool", "version"], tool_versions(tools))
+
+    def configuration(self, config: Mapping[str, Any]) -> None:
+        """A "Configuration" section: the run's configuration as indented JSON."""
+        self.heading("Configuration")
+        self.preformatted(json.dumps(config, indent=2, sort_keys=True, default=str))
+
+    def stage_times(self, wall_s: Mapping[str, float | None]) -> None:
+        """A "Wall time per stage" table; ``None`` marks a stage that did not run. Adds a total row."""
+        self.heading("Wall time per stage")
+        rows: list[list[Any]] = []
+        for name, t in wall_s.items():
+            if t is not None and (not isinstance(t, int | float) or t < 0):
+                raise ValueError(f"stage {name!r}: wall time must be a non-negative number, got {t!r}")
+            rows.append([name, "not run" if t is None else f"{t:.1f}"])
+        rows.append(["total", f"{sum(t for t in wall_s.values() if t is not None):.1f}"])
+        self.table(["stage", "wall time (s)"], rows)
 
     def to_html(self) -> str:
         out = [
@@ -128,7 +181,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;margin:2em auto;
 padding:0 1em;color:#1b1b1b;line-height:1.45}
 h1{border-bottom:2px solid #333;padding-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;margin:1em 0;font-size:.92em}
+table{border-collapse:collapse;margin:1em 0;font-size:.92em;display:block;max-width:100%;overflow-x:auto}
 th,td{border:1px solid #bbb;padding:.3em .6em;text-align:right}th{background:#f0f0f0}
 td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0}img{max-width:100%}figcaption{font-size:.9em;color:#444}
