@@ -1,12 +1,15 @@
 """LEM and Lipschitz RNN training steps: ctnn against a straightforward per-step PyTorch loop.
 
-    python benchmarks/models/rnn_speed.py [--repeats 9] [--out results/rnn_speed.json]
+    python benchmarks/models/rnn_speed.py [--repeats 15] [--rounds 5] [--out results/rnn_speed.json]
 
 The references below follow the papers' public code line by line (LEM's cell applies
 its input Linear at every step; the Lipschitz RNN rebuilds A and W at every step).
 ctnn computes the same function with the input projections for all steps in one
-matmul, A and W built once per sequence and fused addmm calls. Same parameters,
-outputs compared, 32 units, batch 64, T=100, 4 inputs, one thread.
+matmul; the Lipschitz RNN builds A and W once per sequence and fuses the two matmuls
+into addmm; LEM runs the whole sequence as one autograd node with a hand-written
+backward pass (``ctnn.models._lem_fused``). Same parameters, outputs compared, 32 units,
+batch 64, T=100, 4 inputs, one thread. The two sides are timed in interleaved rounds
+(the machine is shared): the median over rounds of each round's median is reported.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ class RefLipschitz(nn.Module):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", type=Path, default=HERE / "results" / "rnn_speed.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -88,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             diff = float((ours(x)[0] - ref(x)[0]).abs().max())
         r_s, o_s = [], []
-        for _ in range(3):  # interleaved
-            r_s.append(time_steps(ref, x, target, max(1, args.repeats // 3)))
-            o_s.append(time_steps(ours, x, target, max(1, args.repeats // 3)))
+        for _ in range(args.rounds):  # interleaved
+            r_s.append(time_steps(ref, x, target, max(1, args.repeats // args.rounds)))
+            o_s.append(time_steps(ours, x, target, max(1, args.repeats // args.rounds)))
         rs, os_ = statistics.median(r_s), statistics.median(o_s)
         results[name] = {
             "reference_seconds": rs,
@@ -102,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:22s} reference {rs:.4f} s  ctnn {os_:.4f} s  {rs / os_:.2f}x  diff {diff:.1e}", flush=True
         )
     report = {"benchmark": "rnn_training_step", "command": "python benchmarks/models/rnn_speed.py",
-              "config": c | {"threads": 1}, "results": results}  # fmt: skip
+              "config": c | {"threads": 1, "repeats": args.repeats, "rounds": args.rounds},
+              "results": results}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     from render import render

@@ -71,24 +71,78 @@ def test_lipschitz_matches_equations(solver):
     )
 
 
-def test_lipschitz_stability_report():
+def _lipschitz_with(units, beta, gamma_a, gamma_w, m_a, m_w, eps, solver="euler"):
+    rnn = LipschitzRNN(2, units, beta=beta, gamma_a=gamma_a, gamma_w=gamma_w, eps=eps, solver=solver)
+    rnn = rnn.double()
+    with torch.no_grad():
+        rnn.M_A.copy_(m_a)
+        rnn.M_W.copy_(m_w)
+    return rnn
+
+
+def _distances(rnn, x, h1, h2):
+    out1, _ = rnn(x, hx=h1)
+    out2, _ = rnn(x, hx=h2)
+    d = (out1 - out2).detach().norm(dim=-1)[0]
+    return torch.cat([(h1 - h2).norm(dim=-1), d])
+
+
+def test_lipschitz_stability_condition_holds_and_trajectories_converge():
+    # constructed so that the condition holds with margin exactly 1:
+    # λ_max(A^sym) = (1 − β)·λ_max(M_A + M_Aᵀ) − γ_A, and γ_A = that + ‖W‖₂ + 1
     torch.manual_seed(2)
-    stable = LipschitzRNN(2, 8, gamma_a=3.0, eps=0.05).double()
-    rep = stable.stability()
-    A, W = (m.detach() for m in stable.matrices())
-    assert rep.lambda_max_sym_a == pytest.approx(float(torch.linalg.eigvalsh((A + A.T) / 2).max()))
-    assert rep.spectral_norm_w == pytest.approx(float(torch.linalg.svdvals(W)[0]))
-    assert rep.continuous and rep.margin > 0 and rep.discrete
-    assert set(rep.to_dict()) >= {"margin", "continuous", "discrete", "euler_lipschitz"}
-    # the guarantee in action: two different initial states, the same inputs, trajectories converge
-    x = torch.randn(1, 200, 2, dtype=torch.float64)
-    _, h1 = stable(x, hx=torch.randn(1, 8, dtype=torch.float64) * 5)
-    _, h2 = stable(x, hx=torch.randn(1, 8, dtype=torch.float64) * 5)
-    assert float((h1 - h2).detach().norm()) < 1e-3 * 5 * 8
-    # an expanding A (γ < 0 pushes the spectrum right) violates the condition
-    unstable = LipschitzRNN(2, 8, gamma_a=-1.0, eps=0.05)
-    rep2 = unstable.stability()
-    assert not rep2.continuous and rep2.margin < 0
+    units, beta, eps = 8, 0.75, 0.02
+    m_a = torch.randn(units, units, dtype=torch.float64) / units**0.5
+    m_w = torch.randn(units, units, dtype=torch.float64) / units**0.5
+    w = lipschitz_matrix(m_w, beta, 0.01)
+    norm_w = float(torch.linalg.svdvals(w)[0])
+    lam_m = float(torch.linalg.eigvalsh(m_a + m_a.T).max())
+    gamma_a = (1 - beta) * lam_m + norm_w + 1.0
+    rnn = _lipschitz_with(units, beta, gamma_a, 0.01, m_a, m_w, eps)
+    rep = rnn.stability()
+    a = lipschitz_matrix(m_a, beta, gamma_a)
+    assert rep.lambda_max_sym_m_a == pytest.approx(lam_m)
+    assert rep.lambda_max_sym_a == pytest.approx(float(torch.linalg.eigvalsh((a + a.T) / 2).max()))
+    assert rep.lambda_max_sym_a == pytest.approx((1 - beta) * lam_m - gamma_a)  # β, γ's exact role
+    assert rep.spectral_norm_w == pytest.approx(norm_w)
+    assert rep.margin == pytest.approx(1.0) and rep.continuous and rep.a_sym_negative_definite
+    assert rep.gamma_a_required == pytest.approx(gamma_a - 1.0)
+    assert rep.discrete and rep.euler_lipschitz < 1
+    # two initial states, the same input: the distance shrinks at least by euler_lipschitz per step
+    x = torch.randn(1, 300, 2, dtype=torch.float64) * 3
+    h1 = torch.randn(1, units, dtype=torch.float64) * 5
+    h2 = torch.randn(1, units, dtype=torch.float64) * 5
+    d = _distances(rnn, x, h1, h2)
+    assert bool((d[1:] <= rep.euler_lipschitz * d[:-1] * (1 + 1e-12)).all())
+    assert float(d[-1]) < 1e-3 * float(d[0])
+    # and the continuous-time rate e^{-margin·t}, followed closely by a fine midpoint integration
+    fine = _lipschitz_with(units, beta, gamma_a, 0.01, m_a, m_w, eps=0.005, solver="rk2")
+    d = _distances(fine, x, h1, h2)
+    t = torch.arange(d.shape[0], dtype=torch.float64) * 0.005
+    assert bool((d <= torch.exp(-rep.margin * t) * float(d[0]) * 1.001).all())
+
+
+def test_lipschitz_stability_condition_fails():
+    units = 6
+    zeros = torch.zeros(units, units, dtype=torch.float64)
+    # A = (1 − 0)(M + Mᵀ) = 0.5 I (expanding), W = 0: the difference of two trajectories grows as e^{t/2}
+    rnn = _lipschitz_with(units, 0.0, 0.0, 0.0, 0.25 * torch.eye(units, dtype=torch.float64), zeros, 0.05)
+    rep = rnn.stability()
+    assert rep.lambda_max_sym_a == pytest.approx(0.5) and rep.spectral_norm_w == pytest.approx(0.0)
+    assert not rep.a_sym_negative_definite and not rep.continuous and rep.margin == pytest.approx(-0.5)
+    assert not rep.discrete and rep.gamma_a_required == pytest.approx(0.5)
+    x = torch.randn(1, 100, 2, dtype=torch.float64)
+    d = _distances(
+        rnn, x, torch.zeros(1, units, dtype=torch.float64), torch.ones(1, units, dtype=torch.float64)
+    )
+    np.testing.assert_allclose(d.numpy(), d[0].item() * 1.025 ** np.arange(101), rtol=1e-10)
+    # A^sym negative definite but ‖W‖₂ too large: the sufficient condition does not hold
+    big_w = _lipschitz_with(units, 1.0, 0.5, 2.0, zeros, zeros, 0.05)  # A = −0.5 I, W = −2 I
+    rep = big_w.stability()
+    assert rep.a_sym_negative_definite and not rep.continuous
+    assert rep.margin == pytest.approx(-1.5) and rep.gamma_a_required == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="lipschitz_constant"):
+        big_w.stability(lipschitz_constant=-1.0)
 
 
 def test_lipschitz_bad_options():
@@ -137,6 +191,45 @@ def test_lem_matches_equations():
     np.testing.assert_allclose(out_ts.detach().numpy(), _lem_reference(lem, x, ts), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="dt must be positive"):
         LEM(2, 3, dt=0.0)
+
+
+@pytest.mark.parametrize("with_timespans", [False, True])
+def test_lem_fused_equals_step_loop_with_gradients(with_timespans):
+    # the fused sequence (hand-written backward) against LEM.step in a plain autograd loop
+    torch.manual_seed(4)
+    lem = LEM(3, 5, dt=0.7).double()
+    x = torch.randn(4, 9, 3, dtype=torch.float64)
+    ts = torch.rand(4, 9, dtype=torch.float64) + 0.2 if with_timespans else None
+    hx0 = [torch.randn(4, 5, dtype=torch.float64) for _ in range(2)]
+    weights = torch.randn(4, 9, 5, dtype=torch.float64)
+    results = {}
+    for fused in (True, False):
+        lem.fused = fused
+        lem.zero_grad()
+        hx = [h.clone().requires_grad_() for h in hx0]
+        out, (y, z) = lem(x, hx=tuple(hx), timespans=ts)
+        ((out * weights).sum() + (z**2).sum()).backward()
+        grads = [p.grad.clone() for p in lem.parameters()] + [h.grad for h in hx]
+        results[fused] = (out.detach(), y.detach(), z.detach(), grads)
+    for a, b in zip(results[True][:3], results[False][:3], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for a, b in zip(results[True][3], results[False][3], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_lem_sequence_gradcheck():
+    from ctnn.models._lem_fused import lem_sequence
+
+    torch.manual_seed(5)
+    t, n, u = 4, 3, 2
+
+    def leaf(*shape):
+        return torch.randn(*shape, dtype=torch.float64).requires_grad_()
+
+    for dt_shape in ((t, n, 1), (t, 1, 1)):
+        dt = (torch.rand(*dt_shape, dtype=torch.float64) + 0.3).requires_grad_()
+        args = (leaf(t, n, 3 * u), leaf(t, n, u), dt, leaf(n, u), leaf(n, u), leaf(3 * u, u), leaf(u, u))
+        assert torch.autograd.gradcheck(lem_sequence, args)
 
 
 # --- CT-RNN ----------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from ._solvers import SOLVERS, Solver
 from ._train import EpochRecord, TrainResult, accuracy, train_classifier
 from ._wiring import NCP, WIRINGS, AutoNCP, FullyConnected, Wiring, wiring_from_config
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "BASES",

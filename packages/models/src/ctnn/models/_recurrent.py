@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._lem_fused import lem_sequence
+
 
 def _check_sequence(x: Tensor, timespans: Tensor | None) -> None:
     if x.dim() != 3:
@@ -40,6 +42,13 @@ def _step_sizes(x: Tensor, timespans: Tensor | None, base: float) -> list[Tensor
     return list(ts.unbind(1))
 
 
+def _init_uniform(module: nn.Module, units: int) -> None:
+    """Every parameter U(−1/√units, 1/√units): torch's RNN-cell initialisation, used by LEM's code too."""
+    std = 1.0 / math.sqrt(units)
+    for p in module.parameters():
+        nn.init.uniform_(p, -std, std)
+
+
 # --------------------------------------------------------------------------- Lipschitz RNN
 
 
@@ -51,22 +60,46 @@ def lipschitz_matrix(m: Tensor, beta: float, gamma: float) -> Tensor:
 
 @dataclass(frozen=True)
 class StabilityReport:
-    """Whether the Lipschitz RNN's sufficient stability conditions hold for its parameters.
+    """The quantities of the Lipschitz RNN's sufficient stability condition, for its current parameters.
 
-    ``continuous``: the condition for the continuous-time unit ``h' = Ah + σ(Wh + Ux + b)``
-    with an L-Lipschitz σ (L = 1 for tanh) to be globally exponentially stable (every
-    two trajectories driven by the same input converge at rate ``margin``):
-    ``λ_max((A + Aᵀ)/2) + L·‖W‖₂ < 0``. ``discrete``: the same for the discretised map
-    actually run (explicit Euler with step ε): its Lipschitz constant
-    ``‖I + εA‖₂ + ε·L·‖W‖₂ < 1`` makes the update a contraction.
+    **Condition checked** (``continuous``): for ``h' = A h + σ(W h + U x + b)`` with σ
+    L-Lipschitz (tanh: L = 1), if ``A^sym = (A + Aᵀ)/2`` is negative definite and
+    ``L·‖W‖₂ < λ_min(−A^sym)`` (equivalently ``λ_max(A^sym) + L·‖W‖₂ < 0``), the unit is
+    globally exponentially stable: any two trajectories driven by the same input obey
+    ``‖h₁(t) − h₂(t)‖ ≤ e^{−margin·t} ‖h₁(0) − h₂(0)‖`` with
+    ``margin = −λ_max(A^sym) − L‖W‖₂``. This is the Lipschitz-constant form of the
+    sufficient condition for global exponential stability in Erichson et al.,
+    "Lipschitz Recurrent Neural Networks" (ICLR 2021, arXiv:2006.12070, §3, Theorem 1).
+    It was written from the paper's equations and its public code (erichson/LipschitzRNN)
+    without the theorem's text at hand to compare wording, so the check rests on this
+    proof alone: with ``e = h₁ − h₂``, ``d/dt ½‖e‖² = eᵀA^sym e + eᵀ(σ(Wh₁+z) − σ(Wh₂+z))
+    ≤ (λ_max(A^sym) + L‖W‖₂)‖e‖²``, then Grönwall.
+
+    **Role of β and γ**: the skew part of ``A_β,γ`` drops out of ``A^sym``, so exactly
+    ``A^sym = (1 − β)(M_A + M_Aᵀ) − γ_A I`` and ``λ_max(A^sym) = (1 − β)·λ_max(M_A + M_Aᵀ) − γ_A``
+    (``lambda_max_sym_m_a`` is ``λ_max(M_A + M_Aᵀ)``): β → 1 removes the symmetric part
+    (``A^sym = −γ_A I``), γ_A shifts it left. ``gamma_a_required`` is the γ_A above which the
+    condition holds for the current ``M_A`` and ``W``.
+
+    **Discretised map** (``discrete``, explicit Euler with step ε, the scheme the paper
+    trains): ``h ↦ h + ε(A h + σ(W h + z))`` is Lipschitz with constant at most
+    ``euler_lipschitz = ‖I + εA‖₂ + ε·L·‖W‖₂``; below 1 it is a contraction, so the
+    trajectories the model actually computes converge (at every step size in ``(0, ε]``,
+    by convexity in the step). Continuous stability does not imply this for large ε.
+    ``max_real_eig_a`` (the spectral abscissa of A alone) is reported for reference.
     """
 
+    lipschitz_constant: float
+    beta: float
+    gamma_a: float
+    lambda_max_sym_m_a: float
     lambda_max_sym_a: float
     spectral_norm_w: float
-    max_real_eig_a: float
-    max_real_eig_w: float
+    a_sym_negative_definite: bool
     margin: float
     continuous: bool
+    gamma_a_required: float
+    max_real_eig_a: float
     euler_lipschitz: float
     discrete: bool
 
@@ -148,23 +181,34 @@ class LipschitzRNN(nn.Module):
 
     @torch.no_grad()
     def stability(self, lipschitz_constant: float = 1.0) -> StabilityReport:
-        """Check the sufficient stability conditions for the current parameters (float64)."""
+        """Evaluate the sufficient stability condition for the current parameters (float64).
+
+        ``lipschitz_constant`` is L for σ (1 for tanh). See :class:`StabilityReport` for the
+        exact statement, its source and what each field means.
+        """
+        if lipschitz_constant < 0:
+            raise ValueError(f"lipschitz_constant must be non-negative, got {lipschitz_constant}")
+        lip = float(lipschitz_constant)
         a, w = (m.detach().double().cpu() for m in self.matrices())
+        m_a = self.M_A.detach().double().cpu()
         lam = float(torch.linalg.eigvalsh((a + a.T) / 2).max())
+        lam_m = float(torch.linalg.eigvalsh(m_a + m_a.T).max())
         norm_w = float(torch.linalg.matrix_norm(w, ord=2))
         eye = torch.eye(self.units, dtype=torch.float64)
-        euler = (
-            float(torch.linalg.matrix_norm(eye + self.eps * a, ord=2))
-            + self.eps * lipschitz_constant * norm_w
-        )
-        margin = -(lam + lipschitz_constant * norm_w)
+        euler = float(torch.linalg.matrix_norm(eye + self.eps * a, ord=2)) + self.eps * lip * norm_w
+        margin = -(lam + lip * norm_w)
         return StabilityReport(
+            lipschitz_constant=lip,
+            beta=self.beta,
+            gamma_a=self.gamma_a,
+            lambda_max_sym_m_a=lam_m,
             lambda_max_sym_a=lam,
             spectral_norm_w=norm_w,
-            max_real_eig_a=float(torch.linalg.eigvals(a).real.max()),
-            max_real_eig_w=float(torch.linalg.eigvals(w).real.max()),
+            a_sym_negative_definite=lam < 0,
             margin=margin,
             continuous=margin > 0,
+            gamma_a_required=(1.0 - self.beta) * lam_m + lip * norm_w,
+            max_real_eig_a=float(torch.linalg.eigvals(a).real.max()),
             euler_lipschitz=euler,
             discrete=euler < 1.0,
         )
@@ -230,9 +274,8 @@ class LEM(nn.Module):
         self.inp2hid = nn.Linear(in_features, 4 * units)
         self.hid2hid = nn.Linear(units, 3 * units)
         self.transform_z = nn.Linear(units, units)
-        std = 1.0 / math.sqrt(units)
-        for p in self.parameters():
-            nn.init.uniform_(p, -std, std)
+        self.fused = True  # see forward(); not a constructor option, results are the same
+        _init_uniform(self, units)
 
     @property
     def output_size(self) -> int:
@@ -256,13 +299,38 @@ class LEM(nn.Module):
     def forward(
         self, x: Tensor, hx: tuple[Tensor, Tensor] | None = None, timespans: Tensor | None = None
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Run over ``x [N, T, F]``; returns ``(y for every step [N, T, units], (y, z))``."""
+        """Run over ``x [N, T, F]``; returns ``(y for every step [N, T, units], (y, z))``.
+
+        The whole sequence is one autograd node (:mod:`ctnn.models._lem_fused`, the
+        arithmetic of :meth:`step` with a hand-written backward pass); ``fused = False``
+        runs :meth:`step` in a plain loop instead.
+        """
         _check_sequence(x, timespans)
-        ti = self.inp2hid(x)  # all steps' input terms in one matmul
         if hx is None:
             y = z = x.new_zeros(x.shape[0], self.units)
         else:
             y, z = hx
+        if not self.fused:
+            return self._forward_steps(x, y, z, timespans)
+        n = self.units
+        wi, bi = self.inp2hid.weight, self.inp2hid.bias
+        keep = torch.cat([torch.arange(2 * n), torch.arange(3 * n, 4 * n)]).to(x.device)
+        xt = x.transpose(0, 1)  # time-major: each step's slice is contiguous
+        # (Δt̄, Δt, z candidate) and the y candidate pre-activations for all steps, biases folded in
+        p = nn.functional.linear(xt, wi[keep], bi[keep] + self.hid2hid.bias)
+        q = nn.functional.linear(xt, wi[2 * n : 3 * n], bi[2 * n : 3 * n] + self.transform_z.bias)
+        if timespans is None:
+            dt = x.new_full((x.shape[1], 1, 1), self.dt)
+        else:
+            dt = timespans.to(x.dtype).transpose(0, 1).unsqueeze(-1) * self.dt
+        ys, z = lem_sequence(p, q, dt, y, z, self.hid2hid.weight, self.transform_z.weight)
+        out = ys.transpose(0, 1)
+        return out, (out[:, -1], z)
+
+    def _forward_steps(
+        self, x: Tensor, y: Tensor, z: Tensor, timespans: Tensor | None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        ti = self.inp2hid(x)  # all steps' input terms in one matmul
         outputs = []
         for tit, dt in zip(ti.unbind(1), _step_sizes(x, timespans, self.dt), strict=True):
             y, z = self.step(tit, y, z, dt)
@@ -350,7 +418,42 @@ class CTRNN(nn.Module):
 # --------------------------------------------------------------------------- LSTM / GRU
 
 
-class LSTM(nn.Module):
+class _GatedBaseline(nn.Module):
+    """What LSTM and GRU share: ``GATES`` stacked gate blocks in ``torch.nn.*Cell`` layout.
+
+    ``weight_ih [GATES·units, F]``, ``weight_hh [GATES·units, units]``, ``bias_ih``,
+    ``bias_hh``, all initialised U(−1/√units, 1/√units) like torch's cells.
+    """
+
+    GATES = 0
+
+    def __init__(self, in_features: int, units: int) -> None:
+        super().__init__()
+        self.in_features, self.units = int(in_features), int(units)
+        g = self.GATES
+        self.weight_ih = nn.Parameter(torch.empty(g * units, in_features))
+        self.weight_hh = nn.Parameter(torch.empty(g * units, units))
+        self.bias_ih = nn.Parameter(torch.empty(g * units))
+        self.bias_hh = nn.Parameter(torch.empty(g * units))
+        _init_uniform(self, units)
+
+    @property
+    def output_size(self) -> int:
+        """Outputs per step (h)."""
+        return self.units
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments as JSON-serialisable values."""
+        return {"in_features": self.in_features, "units": self.units}
+
+    def _check(self, x: Tensor, timespans: Tensor | None) -> None:
+        _check_sequence(x, timespans)
+        if timespans is not None:
+            name = type(self).__name__
+            raise ValueError(f"{name} has no notion of elapsed time; use a continuous-time family")
+
+
+class LSTM(_GatedBaseline):
     """LSTM baseline with explicit gate arithmetic, parameter-compatible with ``torch.nn.LSTMCell``.
 
     ``weight_ih [4·units, F]``, ``weight_hh [4·units, units]``, ``bias_ih``, ``bias_hh``,
@@ -364,33 +467,13 @@ class LSTM(nn.Module):
         (2, 5, 8)
     """
 
-    def __init__(self, in_features: int, units: int) -> None:
-        super().__init__()
-        self.in_features, self.units = int(in_features), int(units)
-        self.weight_ih = nn.Parameter(torch.empty(4 * units, in_features))
-        self.weight_hh = nn.Parameter(torch.empty(4 * units, units))
-        self.bias_ih = nn.Parameter(torch.empty(4 * units))
-        self.bias_hh = nn.Parameter(torch.empty(4 * units))
-        std = 1.0 / math.sqrt(units)
-        for p in self.parameters():
-            nn.init.uniform_(p, -std, std)
-
-    @property
-    def output_size(self) -> int:
-        """Outputs per step (h)."""
-        return self.units
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments as JSON-serialisable values."""
-        return {"in_features": self.in_features, "units": self.units}
+    GATES = 4
 
     def forward(
         self, x: Tensor, hx: tuple[Tensor, Tensor] | None = None, timespans: Tensor | None = None
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Run over ``x [N, T, F]``; returns ``(h for every step, (h, c))``."""
-        _check_sequence(x, timespans)
-        if timespans is not None:
-            raise ValueError("LSTM has no notion of elapsed time; use a continuous-time family")
+        self._check(x, timespans)
         gi = nn.functional.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
         if hx is None:
             h = c = x.new_zeros(x.shape[0], self.units)
@@ -406,7 +489,7 @@ class LSTM(nn.Module):
         return torch.stack(outputs, dim=1), (h, c)
 
 
-class GRU(nn.Module):
+class GRU(_GatedBaseline):
     """GRU baseline with explicit gate arithmetic, parameter-compatible with ``torch.nn.GRUCell``.
 
     Gates in the order reset, update, new: ``n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))``,
@@ -419,33 +502,13 @@ class GRU(nn.Module):
         (2, 8)
     """
 
-    def __init__(self, in_features: int, units: int) -> None:
-        super().__init__()
-        self.in_features, self.units = int(in_features), int(units)
-        self.weight_ih = nn.Parameter(torch.empty(3 * units, in_features))
-        self.weight_hh = nn.Parameter(torch.empty(3 * units, units))
-        self.bias_ih = nn.Parameter(torch.empty(3 * units))
-        self.bias_hh = nn.Parameter(torch.empty(3 * units))
-        std = 1.0 / math.sqrt(units)
-        for p in self.parameters():
-            nn.init.uniform_(p, -std, std)
-
-    @property
-    def output_size(self) -> int:
-        """Outputs per step (h)."""
-        return self.units
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments as JSON-serialisable values."""
-        return {"in_features": self.in_features, "units": self.units}
+    GATES = 3
 
     def forward(
         self, x: Tensor, hx: Tensor | None = None, timespans: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """Run over ``x [N, T, F]``; returns ``(h for every step, final h)``."""
-        _check_sequence(x, timespans)
-        if timespans is not None:
-            raise ValueError("GRU has no notion of elapsed time; use a continuous-time family")
+        self._check(x, timespans)
         gi = nn.functional.linear(x, self.weight_ih, self.bias_ih)
         h = x.new_zeros(x.shape[0], self.units) if hx is None else hx
         outputs = []
