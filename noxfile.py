@@ -122,3 +122,23 @@ def bench_deploy(session: nox.Session) -> None:
     """
     session.install(*C, "./packages/quant", "./packages/deploy[test]", "scikit-learn", "emlearn", "pybind11")
     session.run("python", "benchmarks/deploy/bench_deploy.py", *session.posargs)
+
+
+@nox.session(python=PY, name="bench-campaign")
+def bench_campaign(session: nox.Session) -> None:
+    """Ray campaigns: 1000 digits-MLP queries, direct calls vs Ray with 1 and 2 workers; driver memory at 100k queries.
+
+    Writes benchmarks/campaign/results.json and the results section of docs/campaigns.md.
+    """
+    _install_all(session)
+    session.run("python", "benchmarks/campaign/bench_campaign.py", *session.posargs)
+
+
+@nox.session(python=PY, name="bench-quant")
+def bench_quant(session: nox.Session) -> None:
+    """Quant benchmarks: QDQ import vs onnxruntime (qdq.json); `-- accuracy [args]` rebuilds docs/results/quant.md."""
+    session.install(*C, TORCH)
+    session.install(*C, "-e", "./packages/models[data]", "-e", "./packages/quant[torch,test]")
+    session.run("python", "benchmarks/quant/qdq.py")
+    if session.posargs[:1] == ["accuracy"]:
+        session.run("python", "benchmarks/quant/accuracy.py", *session.posargs[1:])

@@ -9,6 +9,8 @@ ctnn-models networks) loads on first use and needs the ``ctnn-quant[torch]`` ext
 from importlib import import_module
 from typing import Any
 
+from ._calibrate import CALIBRATIONS, absmax, quantize_weight, real_range
+from ._continuous_int import IntegerContinuousNet, IntegerStage
 from ._dialect import (
     MIN_OPSET,
     SUPPORTED_OPS,
@@ -19,10 +21,14 @@ from ._dialect import (
     initializers,
     load_model,
 )
+from ._gated_int import IntegerGated
 from ._graph import GraphBuilder, IntegerDense, IntegerMLP, random_integer_mlp
 from ._lem_int import IntegerLEM
 from ._ltc_int import IntegerLTC
 from ._lut import LUT_FUNCTIONS, apply_lut, emit_lut, lut_table
+from ._nonlin import NONLINEARITY_KINDS, LutActivation, PwlActivation, make_activation, pwl_fit
+from ._program import IntervalOps, NumpyOps, OnnxOps, ProgramModel, Rq, check_program
+from ._qdq import QDQImportError, import_qdq
 from ._recurrent import RECURRENT_FAMILIES, IntegerRecurrent, Requant
 from ._reference import REFERENCE_OPS, ReferenceInterpreter, register_op, run_reference
 from ._semantics import (
@@ -37,7 +43,7 @@ from ._semantics import (
 )
 from ._sidecar import Sidecar, TensorQuant, read_sidecar, sha256_file, sidecar_path, write_sidecar
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # torch-side names, imported lazily so that the core never pulls torch
 _LAZY = {
@@ -45,6 +51,15 @@ _LAZY = {
     "QuantizedModel": "._ptq",
     "export_onnx": "._ptq",
     "quantize_sequence_classifier": "._recurrent_ptq",
+    "quantize_model": "._quantize",
+    "supported_families": "._quantize",
+    "UnsupportedFamilyError": "._quantize",
+    "QATModel": "._qat",
+    "qat_finetune": "._qat",
+    "quantize": "._quantize",
+    "model_family": "._quantize",
+    "QUANTIZERS": "._quantize",
+    "quantize_continuous_net": "._continuous_ptq",
 }
 
 
@@ -70,5 +85,8 @@ __all__ = [
     "requantize", "round_div", "signed_range", "trunc_div", "Sidecar", "TensorQuant",
     "read_sidecar", "sha256_file", "sidecar_path", "write_sidecar", "LUT_FUNCTIONS", "apply_lut",
     "emit_lut", "lut_table", "RECURRENT_FAMILIES", "IntegerRecurrent", "Requant", "IntegerLTC",
-    "IntegerLEM", *_LAZY,
+    "IntegerLEM", "QDQImportError", "import_qdq", "CALIBRATIONS", "absmax", "quantize_weight", "real_range",
+    "IntegerContinuousNet", "IntegerStage", "IntegerGated", "NONLINEARITY_KINDS", "LutActivation",
+    "PwlActivation", "make_activation", "pwl_fit", "IntervalOps", "NumpyOps", "OnnxOps", "ProgramModel", "Rq",
+    "check_program", *_LAZY,
 ]  # fmt: skip

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from ._dialect import DialectError, load_model
-from ._semantics import BitWidthError
+from ._semantics import BitWidthError, check_bits
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -32,25 +36,75 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_name(args: argparse.Namespace, config: dict) -> str:
+    """The data set: ``--data``, else the one the checkpoint records, else digits."""
+    if args.data:
+        return args.data
+    ds = config.get("dataset")
+    name = config.get("data_path") or (ds.get("name") if isinstance(ds, dict) else ds)
+    return str(name or "digits")
+
+
+def _calibration_inputs(args: argparse.Namespace, data) -> np.ndarray:
+    import numpy as np
+
+    if args.calib and args.calib.endswith((".npy", ".npz")):
+        try:
+            arr = np.load(args.calib, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{args.calib}: cannot read calibration data ({exc})") from None
+        if isinstance(arr, np.lib.npyio.NpzFile):
+            arr = arr[arr.files[0]]
+        if not np.issubdtype(arr.dtype, np.number):
+            raise ValueError(f"{args.calib}: calibration data must be numeric, got {arr.dtype}")
+        return np.asarray(arr, np.float64)
+    if args.calib and args.calib != data.name:
+        from ctnn.models import load_dataset
+
+        data = load_dataset(args.calib)
+    return np.asarray(data.X_train, np.float64)[: args.calib_size]
+
+
 def _quantize(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ctnn.models import load_checkpoint, load_dataset
+    from ctnn.models import accuracy, load_checkpoint, load_dataset
 
-    from ._ptq import export_onnx, quantize_mlp
+    from ._ptq import export_onnx
+    from ._quantize import model_family, quantize_model
 
+    check_bits(args.bits, "weight bit-width (--bits)")
+    check_bits(args.act_bits, "activation bit-width (--act-bits)")
+    check_bits(args.in_bits, "input bit-width (--in-bits)")
     model, config = load_checkpoint(args.checkpoint)
-    data = load_dataset(args.calib)
-    calib = np.asarray(data.X_train).reshape(len(data.X_train), -1)
-    q = quantize_mlp(
-        model, calib, weight_bits=args.bits, act_bits=args.act_bits, in_bits=args.in_bits,
-        per_channel=args.per_channel, calibration=args.calibration,
-        input_range=getattr(data, "value_range", None),
-    )  # fmt: skip
-    X_test = np.asarray(data.X_test).reshape(len(data.X_test), -1)
+    family = model_family(model)
+    name = _data_name(args, config)
+    data = load_dataset(name)
+    calib = _calibration_inputs(args, data)
+    opts = {"calibration": args.calibration}
+    if args.per_channel:
+        opts["per_channel"] = True
+    input_range = tuple(data.value_range) if family == "mlp" else None
+    float_acc = float(accuracy(model, data.X_test, data.y_test))
+    if args.qat:
+        from ._qat import QATModel, qat_finetune
+
+        QATModel(model, calib, weight_bits=args.bits, act_bits=args.act_bits, in_bits=args.in_bits,
+                 input_range=input_range, **opts)  # fmt: skip  # bad options fail before training
+        q = qat_finetune(model, data, bits=args.bits, act_bits=args.act_bits, in_bits=args.in_bits, epochs=args.qat,
+                         lr=args.lr, calib_size=args.calib_size, input_range=input_range, **opts)  # fmt: skip
+    else:
+        q = quantize_model(
+            model, calib, args.bits, args.act_bits, args.in_bits, input_range=input_range, **opts
+        )
+    X_test = np.asarray(data.X_test, np.float64)
+    if np.isnan(X_test).any():
+        raise ValueError(f"data set {name!r} has variable-length (NaN-padded) samples; the integer graph needs "
+                         "fixed-length sequences")  # fmt: skip
     acc = float((q.predict(X_test) == np.asarray(data.y_test)).mean())
-    out = export_onnx(q, args.out, dataset=args.calib, metrics={"int_test_accuracy": acc})
-    print(json.dumps({"onnx": str(out), "int_test_accuracy": acc}))
+    metrics = {"float_test_accuracy": float_acc, "int_test_accuracy": acc, "qat_epochs": int(args.qat or 0)}
+    out = export_onnx(q, args.out, dataset=data.name, classes=list(data.class_names or []), metrics=metrics)
+    print(json.dumps({"onnx": str(out), "family": family, "dataset": data.name, **metrics}))
     return 0
 
 
@@ -61,20 +115,31 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check", help="check that an .onnx file is in the integer dialect")
     c.add_argument("model")
     c.set_defaults(fn=_check)
-    q = sub.add_parser("quantize", help="post-training quantization of a ctnn-models checkpoint")
+    q = sub.add_parser(
+        "quantize", help="quantize a ctnn-models checkpoint (PTQ, optionally QAT) to an integer graph"
+    )
     q.add_argument("checkpoint", help="a .safetensors checkpoint with its JSON config beside it")
     q.add_argument("--bits", type=int, default=8, help="weight bit-width (2-16)")
     q.add_argument("--act-bits", type=int, default=8, help="activation bit-width (2-16)")
     q.add_argument("--in-bits", type=int, default=8, help="input bit-width (2-16)")
-    q.add_argument("--per-channel", action="store_true")
-    q.add_argument("--calibration", default="minmax", choices=["minmax", "percentile"])
-    q.add_argument("--calib", default="digits", help="calibration data set name")
+    q.add_argument("--per-channel", action="store_true", help="weight scales per output channel")
+    q.add_argument("--calibration", default="minmax", help="range calibration (minmax, percentile, …)")
+    q.add_argument("--data", help="data set for accuracy and QAT (default: the one the checkpoint records)")
+    q.add_argument(
+        "--calib", help="calibration inputs: a data set name or an .npy file (default: --data's train split)"
+    )
+    q.add_argument("--calib-size", type=int, default=512, help="calibration samples taken from a data set")
+    q.add_argument(
+        "--qat", type=int, default=0, metavar="EPOCHS", help="quantization-aware fine-tuning epochs"
+    )
+    q.add_argument("--lr", type=float, default=1e-3, help="QAT learning rate")
     q.add_argument("--out", required=True, help="output .onnx path (a .json sidecar is written beside it)")
     q.set_defaults(fn=_quantize)
     args = p.parse_args(argv)
     try:
         return args.fn(args)
-    except (DialectError, BitWidthError, ValueError, FileNotFoundError, TypeError) as exc:
+    except (DialectError, BitWidthError, ValueError, FileNotFoundError, TypeError, OverflowError, RuntimeError,
+            KeyError) as exc:  # fmt: skip
         print(f"ctnn-quant: error: {exc}", file=sys.stderr)
         return 2
 

@@ -5,7 +5,8 @@ test network, a third-party model) becomes a graph through these functions.
 
 A dense layer with requantization is written as::
 
-    acc = MatMulInteger(x, W) + b                # int8 x int8 -> int32 (Cast+MatMul above 8 bits)
+    acc = MatMulInteger(x, W) + b                # int8 x int8 -> int32 (Cast+MatMul above 8 bits,
+                                                 #   in int64 where an int32 accumulator could overflow)
     p   = Cast<int64>(acc) * M
     r   = Div(Where(Less(p, 0), p - h, p + h), 2**s)      # round half away from zero
     y   = Cast<container>(Clip(r, lo, hi))
@@ -64,12 +65,17 @@ class GraphBuilder:
         dt = container_dtype(int(np.min(w, initial=0)), int(np.max(w, initial=0)))
         return self.const(name, np.asarray(w).astype(dt)), dt
 
-    def matmul(self, a: str, a_dtype: np.dtype, w: str, w_dtype: np.dtype, out: str) -> str:
-        """``a @ w`` as int32: MatMulInteger for int8 x int8, else Cast to int32 and MatMul."""
-        if a_dtype == np.int8 and w_dtype == np.int8:
+    def matmul(
+        self, a: str, a_dtype: np.dtype, w: str, w_dtype: np.dtype, out: str, acc_dtype: type = np.int32
+    ) -> str:
+        """``a @ w``: MatMulInteger for int8 x int8, else Cast to ``acc_dtype`` (int32 or int64) and MatMul.
+
+        Pass ``acc_dtype=np.int64`` when the accumulator can leave int32 (wide codes, long rows).
+        """
+        if a_dtype == np.int8 and w_dtype == np.int8 and acc_dtype == np.int32:
             return self.op("MatMulInteger", [a, w], out)
         return self.op(
-            "MatMul", [self.cast(a, np.int32, f"{out}/a32"), self.cast(w, np.int32, f"{out}/w32")], out
+            "MatMul", [self.cast(a, acc_dtype, f"{out}/a32"), self.cast(w, acc_dtype, f"{out}/w32")], out
         )
 
     def round_shift(
@@ -181,15 +187,16 @@ class IntegerMLP:
         n_in = self.layers[0].weight.shape[0]
         for layer in self.layers:
             bound = layer.accumulator_bound(lo, hi)
-            if bound >= 2**31:
-                raise OverflowError(f"layer {layer.name}: accumulator bound {bound} overflows int32")
             m_max = int(np.max(layer.multiplier))
-            if bound * m_max + 2 ** int(np.max(layer.shift)) >= 2**63:
-                raise OverflowError(f"layer {layer.name}: acc*M overflows int64")
+            if bound * m_max + 2 ** int(np.max(layer.shift)) >= 2**62:
+                raise OverflowError(
+                    f"layer {layer.name}: accumulator bound {bound} times its multiplier overflows int64"
+                )
+            acc_dt = np.int32 if bound < 2**31 else np.int64  # int64 only where int32 could overflow
             w, w_dtype = b.weight(f"{layer.name}/W", layer.weight)
-            acc = b.matmul(x, x_dtype, w, w_dtype, f"{layer.name}/matmul")
+            acc = b.matmul(x, x_dtype, w, w_dtype, f"{layer.name}/matmul", acc_dt)
             acc = b.op(
-                "Add", [acc, b.const(f"{layer.name}/b", layer.bias.astype(np.int32))], f"{layer.name}/acc"
+                "Add", [acc, b.const(f"{layer.name}/b", layer.bias.astype(acc_dt))], f"{layer.name}/acc"
             )
             r = b.requant(acc, layer.multiplier, layer.shift, layer.lo, layer.hi, f"{layer.name}/rq")
             lo, hi = layer.lo, layer.hi

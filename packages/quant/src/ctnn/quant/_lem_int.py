@@ -30,15 +30,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from ._graph import GraphBuilder, IntegerDense
-from ._lut import apply_lut, emit_lut_shared
-from ._recurrent import Requant, _max_abs_matmul
-from ._semantics import container_dtype, requantize, round_div
-from ._sequence import IntegerSequenceModel, check_accumulators
+from ._graph import IntegerDense
+from ._nonlin import Activation, LutActivation
+from ._program import ProgramModel, Rq, dense, store
+from ._recurrent import Requant
+from ._sequence import IntegerSequenceModel
 
 
 @dataclass
-class IntegerLEM(IntegerSequenceModel):
+class IntegerLEM(ProgramModel, IntegerSequenceModel):
     """An integer LEM classifier."""
 
     steps: int
@@ -59,6 +59,7 @@ class IntegerLEM(IntegerSequenceModel):
     head: IntegerDense
     family: str = "lem"
     meta: dict = field(default_factory=dict)
+    acts: dict | None = None  # optional PWL functions replacing the tables (same keys)
 
     def __post_init__(self) -> None:
         for k in ("sig1", "sig2", "tanh_z", "tanh_y"):
@@ -70,118 +71,36 @@ class IntegerLEM(IntegerSequenceModel):
     def units(self) -> int:
         return int(self.Wz.shape[0])
 
-    def check_overflow(self) -> None:
-        """Raise :class:`OverflowError` unless every int32 accumulator and int64 product fits."""
-        ilo, ihi = self.in_range
-        alo, ahi = self.act_range
-        a = max(-alo, ahi)
-        checks = [
-            ("x @ V + bv", _max_abs_matmul(self.V, ilo, ihi, self.bv), int(self.rq_v.multiplier.max()), int(self.rq_v.shift.max())),
-            ("y @ Wh", _max_abs_matmul(self.Wh, alo, ahi), int(self.rq_h.multiplier.max()), int(self.rq_h.shift.max())),
-            ("z @ Wz", _max_abs_matmul(self.Wz, alo, ahi), int(self.rq_z.multiplier.max()), int(self.rq_z.shift.max())),
-            ("gate product", a * 2 * a, self.gate_multiplier, self.gate_shift),
-            ("head", _max_abs_matmul(self.head.weight, alo, ahi, self.head.bias), int(np.max(self.head.multiplier)),
-             int(np.max(self.head.shift))),
-        ]  # fmt: skip
-        check_accumulators("lem", checks)
+    def activation(self, name: str) -> Activation:
+        """The nonlinearity ``name`` as applied: a PWL function from ``acts`` if given, else its table."""
+        if self.acts and name in self.acts:
+            return self.acts[name]
+        return LutActivation(self.tables[name], self.act_range[0])
 
-    def forward(self, codes: np.ndarray) -> np.ndarray:
-        """Direct numpy evaluation of the integer semantics (independent of the graph)."""
-        x = self._as_steps(codes)
+    def program(self, ops):
         lo, hi = self.act_range
         H = self.units
-        y = np.zeros((len(x), H), np.int64)
-        z = np.zeros((len(x), H), np.int64)
-        V, Wh, Wz = (a.astype(np.int64) for a in (self.V, self.Wh, self.Wz))
-        tb = self.tables
+        y = z = ops.zeros(H)
+        gate = Rq(self.gate_multiplier, self.gate_shift)
+
+        def lut(a, c, name):
+            return ops.act(ops.clip(ops.add(a, c), lo, hi), self.activation(name), name)
+
         for t in range(self.steps):
-            zx = self.rq_v.apply(x[:, t] @ V + self.bv.astype(np.int64))
-            zy = self.rq_h.apply(y @ Wh)
-            g1 = apply_lut(np.clip(zx[:, :H] + zy[:, :H], lo, hi), tb["sig1"], lo)
-            g2 = apply_lut(np.clip(zx[:, H : 2 * H] + zy[:, H : 2 * H], lo, hi), tb["sig2"], lo)
-            tz = apply_lut(np.clip(zx[:, 3 * H :] + zy[:, 2 * H :], lo, hi), tb["tanh_z"], lo)
-            z = np.clip(z + round_div(g2 * (tz - z) * self.gate_multiplier, self.gate_shift), lo, hi)
-            ty = apply_lut(np.clip(zx[:, 2 * H : 3 * H] + self.rq_z.apply(z @ Wz), lo, hi), tb["tanh_y"], lo)
-            y = np.clip(y + round_div(g1 * (ty - y) * self.gate_multiplier, self.gate_shift), lo, hi)
-        hd = self.head
-        return requantize(y @ hd.weight.astype(np.int64) + hd.bias.astype(np.int64), hd.multiplier, hd.shift,
-                          hd.lo, hd.hi)  # fmt: skip
+            zx = ops.rd(
+                ops.add_const(ops.matmul(ops.step_input(t), self.V, "V"), self.bv, "bv"), self.rq_v, "rq_v"
+            )
+            zy = ops.rd(ops.matmul(y, self.Wh, "Wh"), self.rq_h, "rq_h")
+            g1 = lut(ops.cols(zx, 0, H), ops.cols(zy, 0, H), "sig1")
+            g2 = lut(ops.cols(zx, H, 2 * H), ops.cols(zy, H, 2 * H), "sig2")
+            tz = lut(ops.cols(zx, 3 * H, 4 * H), ops.cols(zy, 2 * H, 3 * H), "tanh_z")
+            z = store(ops, ops.add(z, ops.rd(ops.mul(g2, ops.sub(tz, z)), gate, "gate")), lo, hi, f"t{t}/z")
+            ty = lut(
+                ops.cols(zx, 2 * H, 3 * H), ops.rd(ops.matmul(z, self.Wz, "Wz"), self.rq_z, "rq_z"), "tanh_y"
+            )
+            y = store(ops, ops.add(y, ops.rd(ops.mul(g1, ops.sub(ty, y)), gate, "gate")), lo, hi, f"t{t}/y")
+        return dense(ops, y, self.head, "head")
 
     def to_onnx(self, name: str = "ctnn_lem") -> onnx.ModelProto:
         """The unrolled integer graph: input ``x [N, T·F]``, output ``y [N, classes]``."""
-        self.check_overflow()
-        b = GraphBuilder(name)
-        ilo, ihi = self.in_range
-        alo, ahi = self.act_range
-        x_dtype, h_dtype = container_dtype(ilo, ihi), container_dtype(alo, ahi)
-        T, F, H = self.steps, self.in_features, self.units
-
-        def rd(x64: str, m: np.ndarray | int, s: np.ndarray | int, key: str, prefix: str) -> str:
-            return b.round_shift(x64, m, s, prefix, key)
-
-        axes1 = b.const("axes1", np.array([1], np.int64))
-
-        def cols(x: str, a: int, e: int, out: str) -> str:
-            return b.op("Slice", [x, b.const(f"cols{a}_{e}/s", np.array([a], np.int64)),
-                                  b.const(f"cols{a}_{e}/e", np.array([e], np.int64)), axes1], out)  # fmt: skip
-
-        V, v_dt = b.weight("V", self.V)
-        bv = b.const("bv", self.bv.astype(np.int32))
-        Wh, wh_dt = b.weight("Wh", self.Wh)
-        Wz, wz_dt = b.weight("Wz", self.Wz)
-        tabs = {k: b.const(f"{k}/table", np.asarray(v, np.int64)) for k, v in self.tables.items()}
-        lo_c, hi_c, zero = b.scalar(alo), b.scalar(ahi), b.scalar(0)
-        gm, gs = self.gate_multiplier, self.gate_shift
-
-        y = z = None
-        for t in range(T):
-            p = f"t{t}"
-            xt = b.op("Slice", ["x", b.const(f"{p}/start", np.array([t * F], np.int64)),
-                                b.const(f"{p}/end", np.array([(t + 1) * F], np.int64)), axes1], f"{p}/x")  # fmt: skip
-            if y is None:  # zero initial states [N, H], shaped from the batch
-                nb = b.op("ReduceSum", [b.cast(xt, np.int64, "init/x64"), axes1], "init/xsum", keepdims=1)
-                z0 = b.op("Add", [b.op("Mul", [nb, zero], "init/n0"), b.const("init/zeros", np.zeros(H, np.int64))],
-                          "init/zeros64")  # fmt: skip
-                y = z = b.cast(z0, h_dtype, "init/state")
-            accx = b.op("Add", [b.matmul(xt, x_dtype, V, v_dt, f"{p}/xV"), bv], f"{p}/accx")
-            zx = rd(
-                b.cast(accx, np.int64, f"{p}/accx64"),
-                self.rq_v.multiplier,
-                self.rq_v.shift,
-                "rq_v",
-                f"{p}/zx",
-            )
-            zy = rd(b.cast(b.matmul(y, h_dtype, Wh, wh_dt, f"{p}/yW"), np.int64, f"{p}/yW64"), self.rq_h.multiplier,
-                    self.rq_h.shift, "rq_h", f"{p}/zy")  # fmt: skip
-
-            def lut(a: str, c: str, table: str, q: str) -> str:
-                pre = b.op("Clip", [b.op("Add", [a, c], f"{q}/sum"), lo_c, hi_c], f"{q}/pre")
-                return emit_lut_shared(b, pre, tabs[table], alo, f"{q}/lut")
-
-            g1 = lut(cols(zx, 0, H, f"{p}/zx1"), cols(zy, 0, H, f"{p}/zy1"), "sig1", f"{p}/g1")
-            g2 = lut(cols(zx, H, 2 * H, f"{p}/zx2"), cols(zy, H, 2 * H, f"{p}/zy2"), "sig2", f"{p}/g2")
-            tz = lut(
-                cols(zx, 3 * H, 4 * H, f"{p}/zx4"), cols(zy, 2 * H, 3 * H, f"{p}/zy3"), "tanh_z", f"{p}/tz"
-            )
-            z64 = b.cast(z, np.int64, f"{p}/z64")
-            dz = b.op("Mul", [g2, b.op("Sub", [tz, z64], f"{p}/tz_minus_z")], f"{p}/gz")
-            z64 = b.op("Clip", [b.op("Add", [z64, rd(dz, gm, gs, "gate", f"{p}/dz")], f"{p}/znew"), lo_c, hi_c],
-                       f"{p}/zclip")  # fmt: skip
-            z = b.cast(z64, h_dtype, f"{p}/z")
-            zz = rd(b.cast(b.matmul(z, h_dtype, Wz, wz_dt, f"{p}/zW"), np.int64, f"{p}/zW64"), self.rq_z.multiplier,
-                    self.rq_z.shift, "rq_z", f"{p}/zz")  # fmt: skip
-            ty = lut(cols(zx, 2 * H, 3 * H, f"{p}/zx3"), zz, "tanh_y", f"{p}/ty")
-            y64 = b.cast(y, np.int64, f"{p}/y64")
-            dy = b.op("Mul", [g1, b.op("Sub", [ty, y64], f"{p}/ty_minus_y")], f"{p}/gy")
-            y64 = b.op("Clip", [b.op("Add", [y64, rd(dy, gm, gs, "gate", f"{p}/dy")], f"{p}/ynew"), lo_c, hi_c],
-                       f"{p}/yclip")  # fmt: skip
-            y = b.cast(y64, h_dtype, f"{p}/y")
-        hd = self.head
-        Wo, wo_dt = b.weight("head/W", hd.weight)
-        acc = b.op("Add", [b.matmul(y, h_dtype, Wo, wo_dt, "head/matmul"), b.const("head/b", hd.bias.astype(np.int32))],
-                   "head/acc")  # fmt: skip
-        r = b.requant(acc, hd.multiplier, hd.shift, hd.lo, hd.hi, "head/rq")
-        y_dtype = container_dtype(hd.lo, hd.hi)
-        out = b.op("Identity", [b.cast(r, y_dtype, "head/out")], "y")
-        return b.model([("x", x_dtype, ["N", T * F])], [(out, y_dtype, ["N", int(hd.weight.shape[1])])],
-                       doc=f"ctnn lem: T={T}, F={F}, flat time-major input")  # fmt: skip
+        return ProgramModel.to_onnx(self, name)

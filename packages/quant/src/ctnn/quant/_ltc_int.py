@@ -37,10 +37,14 @@ import numpy as np
 import onnx
 
 from ._graph import GraphBuilder, IntegerDense
+from ._program import check_program, dense, program_onnx, run_numpy, store
 from ._semantics import container_dtype, requantize, trunc_div
 from ._sequence import INT32_MAX, INT64_SAFE, IntegerSequenceModel
 
 MAX_TABLE_ENTRIES = 1 << 24
+#: ``semi_implicit``: the fused step below; ``explicit_euler`` / ``rk4``: ``v + dt/cm·(num − den·v)`` per stage,
+#: written as an integer program (``rd(num·Mn) − rd(den·v·Md)``, one rounding per term) on the same tables.
+LTC_SOLVERS = ("semi_implicit", "explicit_euler", "rk4")
 
 
 def ltc_round_div(num: np.ndarray, den: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
@@ -52,7 +56,7 @@ def ltc_round_div(num: np.ndarray, den: np.ndarray, multiplier: int, shift: int)
 
 @dataclass
 class IntegerLTC(IntegerSequenceModel):
-    """An integer LTC classifier (fused semi-implicit solver)."""
+    """An integer LTC classifier (fused semi-implicit solver, or explicit Euler / RK4)."""
 
     steps: int
     in_features: int
@@ -73,8 +77,15 @@ class IntegerLTC(IntegerSequenceModel):
     head: IntegerDense
     family: str = "ltc"
     meta: dict = field(default_factory=dict)
+    solver: str = "semi_implicit"
+    gd: np.ndarray | None = None  # explicit solvers: [H] int64, gleak in the denominator's scale
+    rq_explicit: dict = field(default_factory=dict)  # "num_dt", "den_dt", "num_half", ... (explicit solvers)
 
     def __post_init__(self) -> None:
+        if self.solver not in LTC_SOLVERS:
+            raise ValueError(f"unknown integer LTC solver {self.solver!r}; known: {LTC_SOLVERS}")
+        if self.solver != "semi_implicit" and self.gd is None:
+            raise ValueError(f"the {self.solver} LTC needs gd (gleak in the denominator's scale)")
         if self.rec_den.min(initial=0) < 0 or self.sen_den.min(initial=0) < 0 or self.cd.min(initial=1) < 1:
             raise ValueError("the LTC denominator tables must be non-negative and its constant positive")
         self.check_overflow()
@@ -91,18 +102,63 @@ class IntegerLTC(IntegerSequenceModel):
         den = self.cd + self.rec_den.max(axis=2).sum(0) + self.sen_den.max(axis=2).sum(0)
         return int(num.max()), int(den.max())
 
+    def head_bound(self) -> int:
+        """Worst-case |motor @ W + b| of the head (above int32 the graph accumulates in int64)."""
+        alo, ahi = self.act_range
+        w = self.head.weight.astype(np.int64)
+        return int((np.abs(w).sum(0) * max(-alo, ahi) + np.abs(self.head.bias)).max())
+
+    # --- the explicit solvers, as an integer program -------------------------------------
+    def program(self, ops):
+        """Explicit Euler / RK4 on the synapse tables: ``v ← clip(v + rd(num·Mn) − rd(den·v·Md))`` per stage."""
+        lo, hi = self.act_range
+        ilo, _ = self.in_range
+        H = self.units
+        v = ops.zeros(H)
+
+        def terms(u, snum, sden):
+            num = ops.add(ops.add_const(ops.gather_sum(u, self.rec_num, lo, "rec_num"), self.gn, "gn"), snum)
+            den = ops.add(ops.add_const(ops.gather_sum(u, self.rec_den, lo, "rec_den"), self.gd, "gd"), sden)
+            return num, ops.mul(den, u)
+
+        def step(u, num, dv, c, name=None):
+            inc = ops.sub(ops.rd(num, self.rq_explicit[f"num_{c}"], f"rq_num_{c}"),
+                          ops.rd(dv, self.rq_explicit[f"den_{c}"], f"rq_den_{c}"))  # fmt: skip
+            return store(ops, ops.add(u, inc), lo, hi, name)
+
+        for t in range(self.steps):
+            xt = ops.step_input(t)
+            snum = ops.gather_sum(xt, self.sen_num, ilo, "sen_num")
+            sden = ops.gather_sum(xt, self.sen_den, ilo, "sen_den")
+            for k in range(self.unfolds):
+                name = f"t{t}u{k}/v"  # as the fused graph names it (QAT reads it)
+                n1, d1 = terms(v, snum, sden)
+                if self.solver == "explicit_euler":
+                    v = step(v, n1, d1, "dt", name)
+                    continue
+                n2, d2 = terms(step(v, n1, d1, "half"), snum, sden)
+                n3, d3 = terms(step(v, n2, d2, "half"), snum, sden)
+                n4, d4 = terms(step(v, n3, d3, "dt"), snum, sden)
+                num = ops.add(ops.add(n1, n4), ops.add(ops.add(n2, n2), ops.add(n3, n3)))
+                dv = ops.add(ops.add(d1, d4), ops.add(ops.add(d2, d2), ops.add(d3, d3)))
+                v = step(v, num, dv, "sixth", name)
+        motor = ops.state(ops.cols(v, 0, self.motor), lo, hi)
+        return dense(ops, motor, self.head, "head")
+
     def check_overflow(self) -> None:
         """Raise :class:`OverflowError` unless ``2·num·M + den·2**s`` and the head fit their types."""
+        if self.solver != "semi_implicit":
+            lo, hi = self.in_range
+            check_program(self.program, "ltc", lo, hi, self.in_features)
+            return
         num, den = self.bounds()
         if 2 * num * self.multiplier + 2 * (den << self.shift) >= INT64_SAFE:
             raise OverflowError(
                 f"ltc: the fused step's numerator/denominator can overflow int64 ({num}, {den})"
             )
-        alo, ahi = self.act_range
-        w = self.head.weight.astype(np.int64)
-        acc = int((np.abs(w).sum(0) * max(-alo, ahi) + np.abs(self.head.bias)).max())
-        if acc > INT32_MAX:
-            raise OverflowError(f"ltc: the head accumulator can reach {acc}, beyond int32")
+        acc = self.head_bound()
+        if acc * int(np.max(self.head.multiplier)) + (1 << int(np.max(self.head.shift))) >= INT64_SAFE:
+            raise OverflowError(f"ltc: the head accumulator ({acc}) times its multiplier overflows int64")
         for t in (self.rec_num, self.sen_num):
             if t.size > MAX_TABLE_ENTRIES:
                 raise ValueError(f"ltc: a synapse table would hold {t.size} entries (> {MAX_TABLE_ENTRIES})")
@@ -111,6 +167,10 @@ class IntegerLTC(IntegerSequenceModel):
     def forward(self, codes: np.ndarray, return_states: bool = False):
         """Direct numpy evaluation of the integer semantics (independent of the graph)."""
         x = self._as_steps(codes)
+        if self.solver != "semi_implicit":
+            if return_states:
+                raise ValueError("return_states is only available for the fused semi-implicit LTC")
+            return run_numpy(self.program, x)
         ilo, _ = self.in_range
         alo, ahi = self.act_range
         H, F = self.units, self.in_features
@@ -136,6 +196,11 @@ class IntegerLTC(IntegerSequenceModel):
     # --- the ONNX graph ----------------------------------------------------------------
     def to_onnx(self, name: str = "ctnn_ltc") -> onnx.ModelProto:
         """The unrolled integer graph: input ``x [N, T·F]``, output ``y [N, classes]``."""
+        if self.solver != "semi_implicit":
+            ilo, ihi = self.in_range
+            return program_onnx(self.program, name, "ltc", ilo, ihi, self.steps, self.in_features, self.head.lo,
+                                self.head.hi, int(self.head.weight.shape[1]),
+                                doc=f"ctnn ltc ({self.solver}): T={self.steps}, F={self.in_features}")  # fmt: skip
         self.check_overflow()
         b = GraphBuilder(name)
         ilo, ihi = self.in_range
@@ -193,15 +258,16 @@ class IntegerLTC(IntegerSequenceModel):
                                b.const("motor/end", np.array([self.motor], np.int64)), axes1], "motor")  # fmt: skip
         w_dt = container_dtype(int(hd.weight.min(initial=0)), int(hd.weight.max(initial=0)))
         wo = b.const("head/W", hd.weight.astype(w_dt))
+        acc_dt = (
+            np.int32 if self.head_bound() <= INT32_MAX else np.int64
+        )  # int64 only when int32 could overflow
         if v_dtype == np.int8 and w_dt == np.int8:
             mm = b.op("MatMulInteger", [motor, wo], "head/matmul")
         else:
             mm = b.op(
-                "MatMul",
-                [b.cast(motor, np.int32, "head/a32"), b.cast(wo, np.int32, "head/w32")],
-                "head/matmul",
+                "MatMul", [b.cast(motor, acc_dt, "head/a32"), b.cast(wo, acc_dt, "head/w32")], "head/matmul"
             )
-        acc = b.op("Add", [mm, b.const("head/b", hd.bias.astype(np.int32))], "head/acc")
+        acc = b.op("Add", [mm, b.const("head/b", hd.bias.astype(acc_dt))], "head/acc")
         r = b.requant(acc, hd.multiplier, hd.shift, hd.lo, hd.hi, "head/rq")
         y_dtype = container_dtype(hd.lo, hd.hi)
         y = b.op("Identity", [b.cast(r, y_dtype, "head/out")], "y")

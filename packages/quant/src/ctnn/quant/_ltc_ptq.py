@@ -14,23 +14,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._calibrate import quantize_weight
 from ._graph import IntegerDense
-from ._ltc_int import IntegerLTC
-from ._lut import round_half_away
+from ._ltc_int import LTC_SOLVERS, IntegerLTC
+from ._lut import LUT_FUNCTIONS, round_half_away
 from ._ptq import QuantizedModel
-from ._recurrent_ptq import _absmax, _qweight_mse
+from ._recurrent_ptq import _absmax, _requant
 from ._semantics import asymmetric_scale, container_dtype, quantize_multiplier, signed_range
 from ._sidecar import TensorQuant
 
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+_sigmoid = LUT_FUNCTIONS["sigmoid"]
 
 
 def _ltc_params(model: torch.nn.Module) -> dict:
     cell = model.cell
-    if cell.solver != "semi_implicit":
-        raise ValueError(f"only the fused semi-implicit LTC is supported, got solver {cell.solver!r}")
+    if cell.solver not in LTC_SOLVERS:
+        raise ValueError(f"ltc: solver {cell.solver!r} has no integer form; supported: {list(LTC_SOLVERS)}")
     with torch.no_grad():
         p = {k: v.detach().double().numpy() for k, v in cell.effective_parameters().items()}
         F = cell.in_features
@@ -53,7 +52,7 @@ def _ltc_params(model: torch.nn.Module) -> dict:
         wh = model.head.weight.detach().double().numpy().T  # [motor, C]
         bh = model.head.bias.detach().double().numpy()
     p.update(in_a=a, in_c=c, motor=motor, Wo=ow[:, None] * wh, bo=ob @ wh + bh, cm_t=p["cm"] * cell.ode_unfolds,
-             eps=cell.epsilon, unfolds=cell.ode_unfolds)  # fmt: skip
+             eps=cell.epsilon, unfolds=cell.ode_unfolds, solver=cell.solver)  # fmt: skip
     return p
 
 
@@ -64,13 +63,30 @@ def _simulate(p: dict, x: np.ndarray) -> dict:
     cden = s_act.sum(2) + p["gleak"]
     v = np.zeros((len(x), len(p["gleak"])))
     vs = []
+    solver = p.get("solver", "semi_implicit")
+
+    def rate(u, t):  # dv/dt = (num − den·v) / cm, with dt/cm = 1/cm_t
+        s = p["w"] * _sigmoid(p["sigma"] * (u[:, :, None] - p["mu"]))
+        return (cnum[:, t] + (s * p["erev"]).sum(1) - (cden[:, t] + s.sum(1)) * u) / p["cm_t"]
+
+    def keep(u):
+        vs.append(u)
+        return u
+
     for t in range(x.shape[1]):
         for _ in range(p["unfolds"]):
-            s = p["w"] * _sigmoid(p["sigma"] * (v[:, :, None] - p["mu"]))
-            v = (p["cm_t"] * v + cnum[:, t] + (s * p["erev"]).sum(1)) / (
-                p["cm_t"] + cden[:, t] + s.sum(1) + p["eps"]
-            )
-            vs.append(v)
+            if solver == "explicit_euler":
+                v = keep(v + rate(v, t))
+            elif solver == "rk4":
+                k1 = rate(v, t)
+                k2 = rate(keep(v + 0.5 * k1), t)
+                k3 = rate(keep(v + 0.5 * k2), t)
+                k4 = rate(keep(v + k3), t)
+                v = keep(v + (k1 + 2 * k2 + 2 * k3 + k4) / 6)
+            else:
+                s = p["w"] * _sigmoid(p["sigma"] * (v[:, :, None] - p["mu"]))
+                v = keep((p["cm_t"] * v + cnum[:, t] + (s * p["erev"]).sum(1)) / (
+                    p["cm_t"] + cden[:, t] + s.sum(1) + p["eps"]))  # fmt: skip
     motor = v[:, : p["motor"]]
     return {"v": np.stack(vs), "motor": motor, "y": motor @ p["Wo"] + p["bo"]}
 
@@ -85,6 +101,7 @@ def quantize_ltc(
     calibration: str,
     percentile: float,
     weight_clip: str,
+    per_channel: bool = False,
 ) -> QuantizedModel:
     """The LTC branch of :func:`~ctnn.quant.quantize_sequence_classifier` (``x``: checked ``[N, T, F]``)."""
     p = _ltc_params(model)
@@ -96,7 +113,7 @@ def quantize_ltc(
     s_x, z_x = asymmetric_scale(xmin, xmax, in_bits)
     alo, ahi = signed_range(act_bits)
     wmax = (1 << (weight_bits - 1)) - 1
-    s_v = _absmax(sim["v"], calibration, percentile) / ahi
+    s_v = _absmax(sim["v"], calibration, percentile, act_bits) / ahi
     big = float(wmax * ahi)
     we_max = max(
         float(np.abs(p["w"] * p["erev"]).max(initial=0)),
@@ -120,26 +137,35 @@ def quantize_ltc(
     gn = round_half_away(p["gleak"] * p["vleak"] / s_num).astype(np.int64)
     cd = np.maximum(round_half_away((p["cm_t"] + p["gleak"] + p["eps"]) / s_den), 1).astype(np.int64)
     mult, shift = quantize_multiplier(s_num / (s_den * s_v))
+    explicit: dict = {}
+    if p["solver"] != "semi_implicit":  # v + (dt/cm)·(num − den·v): dt/cm = 1/cm_t
+        explicit["gd"] = round_half_away(p["gleak"] / s_den).astype(np.int64)
+        explicit["rq_explicit"] = {
+            f"{part}_{c}": _requant(f / p["cm_t"] * scale, H)
+            for c, f in (("dt", 1.0), ("half", 0.5), ("sixth", 1 / 6))
+            for part, scale in (("num", s_num / s_v), ("den", s_den))
+        }
 
     sub = slice(None, None, max(1, len(x) // 512))
-    Woq, s_wo = _qweight_mse(p["Wo"], weight_bits, sim["motor"][sub] if weight_clip == "mse" else None)
-    s_y = _absmax(sim["y"], calibration, percentile) / ahi
+    Woq, s_wo = quantize_weight(p["Wo"], weight_bits, per_channel, weight_clip,
+                                sim["motor"][sub] if weight_clip == "mse" else None)  # fmt: skip
+    s_y = _absmax(sim["y"], calibration, percentile, act_bits) / ahi
     bo = np.round(p["bo"] / (s_v * s_wo)).astype(np.int64)
-    hm, hs = quantize_multiplier(s_v * s_wo / s_y)
     C = Woq.shape[1]
-    head = IntegerDense(weight=Woq, bias=bo.astype(np.int32), multiplier=np.full(C, hm), shift=np.full(C, hs),
+    hrq = _requant(s_v * s_wo / s_y, C)
+    head = IntegerDense(weight=Woq, bias=bo.astype(np.int32), multiplier=hrq.multiplier, shift=hrq.shift,
                         lo=alo, hi=ahi, name="head")  # fmt: skip
     net = IntegerLTC(
         steps=T, in_features=F, unfolds=p["unfolds"], in_bits=in_bits, weight_bits=weight_bits, act_bits=act_bits,
         rec_num=rec_num, rec_den=rec_den, sen_num=sen_num, sen_den=sen_den, cn=cn, gn=gn, cd=cd,
-        multiplier=mult, shift=shift, motor=p["motor"], head=head,
+        multiplier=mult, shift=shift, motor=p["motor"], head=head, solver=p["solver"], **explicit,
     )  # fmt: skip
     inq = TensorQuant("x", [None, T * F], in_bits, ilo, ihi, s_x, z_x, str(container_dtype(ilo, ihi)))
     outq = TensorQuant("y", [None, C], act_bits, alo, ahi, s_y, 0, str(container_dtype(alo, ahi)))
     hp = {
         "steps": T, "in_features": F, "units": H, "unfolds": p["unfolds"], "motor": p["motor"], "in_bits": in_bits,
-        "calibration": calibration, "weight_clip": weight_clip, "input_layout": "flat time-major [N, T*F]",
-        "scales": {"state": s_v, "numerator": s_num, "denominator": s_den},
+        "calibration": calibration, "weight_clip": weight_clip, "per_channel": per_channel, "input_layout": "flat time-major [N, T*F]",
+        "solver": p["solver"], "scales": {"state": s_v, "numerator": s_num, "denominator": s_den},
         "rounding": "fused step: Div(2*num*M +- den*2^s, 2*den*2^s), round half away from zero",
     }  # fmt: skip
     return QuantizedModel(net=net, input=inq, output=outq, family="ltc", hyperparameters=hp)

@@ -18,11 +18,10 @@ import numpy as np
 import onnx
 import torch
 
+from ._calibrate import absmax, quantize_weight, real_range
 from ._graph import IntegerDense, IntegerMLP
-from ._semantics import asymmetric_scale, check_bits, container_dtype, quantize_multiplier, signed_range
+from ._semantics import asymmetric_scale, container_dtype, quantize_multiplier, signed_range
 from ._sidecar import Sidecar, TensorQuant, write_sidecar
-
-CALIBRATIONS = ("minmax", "percentile")
 
 
 @dataclass
@@ -68,10 +67,10 @@ class QuantizedModel:
         )
 
 
-def _range(a: np.ndarray, calibration: str, percentile: float) -> tuple[float, float]:
+def _range(a: np.ndarray, calibration: str, percentile: float, bits: int = 8) -> tuple[float, float]:
     if calibration == "minmax":
         return float(a.min()), float(a.max())
-    return float(np.percentile(a, 100 - percentile)), float(np.percentile(a, percentile))
+    return real_range(a, calibration, bits, percentile)
 
 
 def quantize_mlp(
@@ -84,21 +83,24 @@ def quantize_mlp(
     calibration: str = "minmax",
     percentile: float = 99.99,
     input_range: tuple[float, float] | None = None,
+    weight_clip: str = "minmax",
 ) -> QuantizedModel:
     """Quantize a ``ctnn.models.MLP`` (Linear → ReLU → … → Linear) to an integer-only MLP.
 
     ``calib_x`` holds real inputs ``[N, F]`` in the data's own units; they fix the
-    activation ranges. ``input_range`` overrides the input's calibrated range (e.g.
+    activation ranges (``calibration``: ``"minmax"``, ``"percentile"`` or ``"mse"``);
+    ``weight_clip`` picks the weight ranges the same ways (``"mse"``: the least output
+    error on ``calib_x``). ``input_range`` overrides the input's calibrated range (e.g.
     ``(0, 16)`` for digits pixels).
 
     >>> q = quantize_mlp(mlp, X_train, weight_bits=6, act_bits=8)   # doctest: +SKIP
     >>> q.predict(X_test)                                            # doctest: +SKIP
     """
-    weight_bits = check_bits(weight_bits, "weight bit-width")
-    act_bits = check_bits(act_bits, "activation bit-width")
-    in_bits = check_bits(in_bits, "input bit-width")
-    if calibration not in CALIBRATIONS:
-        raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}")
+    from ._checks import check_common
+
+    weight_bits, act_bits, in_bits = check_common(
+        weight_bits, act_bits, in_bits, calibration, weight_clip, "lut"
+    )
     linears = [m for m in getattr(model, "layers", []) if isinstance(m, torch.nn.Linear)]
     if not linears or len(linears) != len(model.layers):
         raise TypeError(
@@ -113,30 +115,32 @@ def quantize_mlp(
 
     # input: asymmetric, lowest code <- data minimum
     ilo, ihi = signed_range(in_bits)
-    xmin, xmax = input_range if input_range is not None else _range(calib_x, calibration, percentile)
+    xmin, xmax = input_range if input_range is not None else _range(calib_x, calibration, percentile, in_bits)
     s_in, z_in = asymmetric_scale(xmin, xmax, in_bits)
     inq = TensorQuant("x", [None, n_in], in_bits, ilo, ihi, s_in, z_in, str(container_dtype(ilo, ihi)))
 
     # float activations for calibration
-    acts = []
+    acts, ins = [], []
     a = calib_x
     for i, (w, b) in enumerate(zip(ws, bs)):
+        ins.append(a)
         a = a @ w + b
         if i < len(ws) - 1:
             a = np.maximum(a, 0)
         acts.append(a)
 
     alo, ahi = signed_range(act_bits)
-    wmax = (1 << (weight_bits - 1)) - 1
     layers = []
     s_prev = s_in
     for i, (w, b) in enumerate(zip(ws, bs)):
         last = i == len(ws) - 1
-        absmax = np.abs(w).max(axis=0) if per_channel else np.full(w.shape[1], np.abs(w).max())
-        s_w = np.where(absmax > 0, absmax / wmax, 1.0)
-        wq = np.clip(np.round(w / s_w), -wmax, wmax).astype(np.int64)
-        lo_r, hi_r = _range(acts[i], calibration, percentile)
-        amax = max(abs(lo_r), abs(hi_r)) if last else max(hi_r, 1e-12)
+        wq, s_w = quantize_weight(w, weight_bits, per_channel, weight_clip, ins[i], percentile)
+        if last:
+            amax = absmax(acts[i], calibration, act_bits, percentile)
+        elif calibration == "mse":  # ReLU outputs: the MSE threshold of the non-negative values
+            amax = absmax(acts[i], calibration, act_bits, percentile)
+        else:
+            amax = max(_range(acts[i], calibration, percentile)[1], 1e-12)
         s_out = max(amax, 1e-12) / ahi
         acc_scale = s_prev * s_w
         bq = np.round(b / acc_scale).astype(np.int64)
@@ -160,6 +164,7 @@ def quantize_mlp(
         "sizes": [n_in] + [lin.out_features for lin in linears],
         "per_channel": per_channel,
         "calibration": calibration,
+        "weight_clip": weight_clip,
         "in_bits": in_bits,
     }
     return QuantizedModel(net=net, input=inq, output=outq, family="mlp", hyperparameters=hp)

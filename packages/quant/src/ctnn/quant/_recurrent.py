@@ -31,22 +31,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from ._graph import GraphBuilder, IntegerDense
-from ._lut import apply_lut, emit_lut_shared
-from ._semantics import container_dtype, requantize, round_div
-from ._sequence import IntegerSequenceModel, check_accumulators
+from ._graph import IntegerDense
+from ._nonlin import Activation, LutActivation
+from ._program import NumpyOps, ProgramModel, dense, store
+from ._semantics import round_div
+from ._sequence import IntegerSequenceModel
 
 RECURRENT_FAMILIES = ("lipschitz_rnn", "ctrnn")
-
-
-def _max_abs_matmul(w: np.ndarray, in_lo: int, in_hi: int, bias: np.ndarray | None = None) -> int:
-    """Largest |x @ w (+ bias)| over x with entries in [in_lo, in_hi]."""
-    w = np.asarray(w, np.int64)
-    pos, neg = np.clip(w, 0, None).sum(0), np.clip(w, None, 0).sum(0)
-    b = np.zeros(w.shape[1], np.int64) if bias is None else np.asarray(bias, np.int64)
-    hi = pos * in_hi + neg * in_lo + b
-    lo = pos * in_lo + neg * in_hi + b
-    return int(max(np.abs(hi).max(initial=0), np.abs(lo).max(initial=0)))
+#: Solvers of the integer Lipschitz RNN / CT-RNN step (``midpoint`` is the Lipschitz RNN's RK2).
+RECURRENT_SOLVERS = ("euler", "midpoint", "rk4")
 
 
 @dataclass
@@ -62,8 +55,8 @@ class Requant:
 
 
 @dataclass
-class IntegerRecurrent(IntegerSequenceModel):
-    """An integer tanh recurrent classifier (Lipschitz RNN or CT-RNN, explicit Euler)."""
+class IntegerRecurrent(ProgramModel, IntegerSequenceModel):
+    """An integer tanh recurrent classifier (Lipschitz RNN or CT-RNN; Euler, midpoint or RK4 steps)."""
 
     family: str
     steps: int  # T
@@ -84,6 +77,9 @@ class IntegerRecurrent(IntegerSequenceModel):
     rq_a: Requant | None = None
     rq_d: Requant | None = None  # the CT-RNN leak, subtracted
     meta: dict = field(default_factory=dict)
+    solver: str = "euler"
+    rq_stage: dict = field(default_factory=dict)  # midpoint/rk4: "t_half", "a_half", "d_half", "t_sixth", ...
+    tanh: Activation | None = None  # default: the table ``tanh_table``
 
     def __post_init__(self) -> None:
         if self.family not in RECURRENT_FAMILIES:
@@ -92,116 +88,78 @@ class IntegerRecurrent(IntegerSequenceModel):
             raise ValueError("A and rq_a come together")
         if len(self.tanh_table) != 1 << self.act_bits:
             raise ValueError(f"the tanh table needs {1 << self.act_bits} entries, got {len(self.tanh_table)}")
+        if self.solver not in RECURRENT_SOLVERS:
+            raise ValueError(f"unknown integer recurrent solver {self.solver!r}; known: {RECURRENT_SOLVERS}")
         self.check_overflow()
+
+    @property
+    def activation(self) -> Activation:
+        """The tanh as applied: a PWL function if given, else the table."""
+        return self.tanh if self.tanh is not None else LutActivation(self.tanh_table, self.act_range[0])
 
     @property
     def units(self) -> int:
         return int(self.W.shape[0])
 
-    # --- overflow ---------------------------------------------------------------------
-    def check_overflow(self) -> None:
-        """Raise :class:`OverflowError` unless every int32 accumulator and int64 product fits."""
-        ilo, ihi = self.in_range
-        alo, ahi = self.act_range
-        tmax = int(np.abs(self.tanh_table).max(initial=0))
-        checks = [
-            ("x @ U + bu", _max_abs_matmul(self.U, ilo, ihi, self.bu), self.rq_u),
-            ("h @ W", _max_abs_matmul(self.W, alo, ahi), self.rq_w),
-            ("tanh term", tmax, self.rq_t),
-            ("head", _max_abs_matmul(self.head.weight, alo, ahi, self.head.bias), None),
-        ]
-        if self.A is not None:
-            checks.append(("h @ A", _max_abs_matmul(self.A, alo, ahi), self.rq_a))
-        if self.rq_d is not None:
-            checks.append(("leak", max(-alo, ahi), self.rq_d))
-        check_accumulators(
-            self.family,
-            [(what, bound, *((self.head.multiplier, self.head.shift) if rq is None else (rq.multiplier, rq.shift)))
-             for what, bound, rq in checks],
-        )  # fmt: skip
-
-    # --- numpy semantics ----------------------------------------------------------------
-    def forward(self, codes: np.ndarray, return_states: bool = False):
-        """Direct numpy evaluation of the integer semantics (independent of the graph)."""
-        x = self._as_steps(codes)
+    # --- the integer program (numpy forward, overflow check and ONNX graph) ---------------------
+    def _terms(self, ops, v, zx):
         lo, hi = self.act_range
-        h = np.zeros((len(x), self.units), np.int64)
-        U, W = self.U.astype(np.int64), self.W.astype(np.int64)
-        A = None if self.A is None else self.A.astype(np.int64)
-        states = []
-        for t in range(self.steps):
-            zx = self.rq_u.apply(x[:, t] @ U + self.bu.astype(np.int64))
-            for _ in range(self.unfolds):
-                pre = np.clip(zx + self.rq_w.apply(h @ W), lo, hi)
-                th = apply_lut(pre, self.tanh_table, lo)
-                new = h + self.rq_t.apply(th)
-                if A is not None:
-                    new = new + self.rq_a.apply(h @ A)
-                if self.rq_d is not None:
-                    new = new - self.rq_d.apply(h)
-                h = np.clip(new, lo, hi)
-            states.append(h)
-        hd = self.head
-        y = requantize(h @ hd.weight.astype(np.int64) + hd.bias.astype(np.int64), hd.multiplier, hd.shift,
-                       hd.lo, hd.hi)  # fmt: skip
-        return (y, np.stack(states, 1)) if return_states else y
+        pre = ops.clip(ops.add(zx, ops.rd(ops.matmul(v, self.W, "W"), self.rq_w, "rq_w")), lo, hi)
+        th = ops.act(pre, self.activation, "tanh")
+        lin = ops.matmul(v, self.A, "A") if self.A is not None else v
+        return th, lin
 
-    # --- the ONNX graph -------------------------------------------------------------------
+    def _increment(self, ops, th, lin, c: str):
+        """``rd(th·Mt) + rd(lin·Ma)`` (Lipschitz RNN) or ``rd(th·Mt) − rd(h·Md)`` (CT-RNN), scaled for ``c``."""
+        rq = {"dt": (self.rq_t, self.rq_a, self.rq_d)}.get(c) or tuple(
+            self.rq_stage.get(f"{k}_{c}") for k in ("t", "a", "d"))  # fmt: skip
+        inc = ops.rd(th, rq[0], f"rq_t_{c}")
+        if self.A is not None:
+            inc = ops.add(inc, ops.rd(lin, rq[1], f"rq_a_{c}"))
+        if self.rq_d is not None:
+            inc = ops.sub(inc, ops.rd(lin, rq[2], f"rq_d_{c}"))
+        return inc
+
+    def program(self, ops):
+        lo, hi = self.act_range
+        h = ops.zeros(self.units)
+        for t in range(self.steps):
+            zx = ops.rd(
+                ops.add_const(ops.matmul(ops.step_input(t), self.U, "U"), self.bu, "bu"), self.rq_u, "rq_u"
+            )
+            for k in range(self.unfolds):
+                name = f"t{t}u{k}/h"  # the state after each unfold, named as QAT reads it
+                th1, l1 = self._terms(ops, h, zx)
+                if self.solver == "euler":
+                    h = store(ops, ops.add(h, self._increment(ops, th1, l1, "dt")), lo, hi, name)
+                elif self.solver == "midpoint":
+                    hm = store(ops, ops.add(h, self._increment(ops, th1, l1, "half")), lo, hi)
+                    th2, l2 = self._terms(ops, hm, zx)
+                    h = store(ops, ops.add(h, self._increment(ops, th2, l2, "dt")), lo, hi, name)
+                else:  # rk4
+                    th2, l2 = self._terms(
+                        ops, store(ops, ops.add(h, self._increment(ops, th1, l1, "half")), lo, hi), zx
+                    )
+                    th3, l3 = self._terms(
+                        ops, store(ops, ops.add(h, self._increment(ops, th2, l2, "half")), lo, hi), zx
+                    )
+                    th4, l4 = self._terms(
+                        ops, store(ops, ops.add(h, self._increment(ops, th3, l3, "dt")), lo, hi), zx
+                    )
+                    th = ops.add(ops.add(th1, th4), ops.add(ops.add(th2, th2), ops.add(th3, th3)))
+                    lin = ops.add(ops.add(l1, l4), ops.add(ops.add(l2, l2), ops.add(l3, l3)))
+                    h = store(ops, ops.add(h, self._increment(ops, th, lin, "sixth")), lo, hi, name)
+            if hasattr(ops, "states"):
+                ops.states.append(h)
+        return dense(ops, h, self.head, "head")
+
+    def forward(self, codes: np.ndarray, return_states: bool = False):
+        """Direct numpy evaluation of the integer semantics (the program the graph is written from)."""
+        ops = NumpyOps(self._as_steps(codes))
+        ops.states = []
+        y = self.program(ops)
+        return (y, np.stack(ops.states, 1)) if return_states else y
+
     def to_onnx(self, name: str = "ctnn_recurrent") -> onnx.ModelProto:
         """The unrolled integer graph: input ``x [N, T·F]``, output ``y [N, classes]``."""
-        self.check_overflow()
-        b = GraphBuilder(name)
-        ilo, ihi = self.in_range
-        alo, ahi = self.act_range
-        x_dtype = container_dtype(ilo, ihi)
-        h_dtype = container_dtype(alo, ahi)
-        T, F = self.steps, self.in_features
-
-        def rd(x64: str, rq: Requant, key: str, prefix: str) -> str:
-            return b.round_shift(x64, rq.multiplier, rq.shift, prefix, key)
-
-        U, u_dt = b.weight("U", self.U)
-        bu = b.const("bu", self.bu.astype(np.int32))
-        W, w_dt = b.weight("W", self.W)
-        A, a_dt = b.weight("A", self.A) if self.A is not None else (None, None)
-        table = b.const("tanh/table", self.tanh_table.astype(np.int64))
-        lo_c, hi_c = b.scalar(alo), b.scalar(ahi)
-        axes1 = b.const("axes1", np.array([1], np.int64))
-
-        h: str | None = None  # int8/int16 state codes; None = all zeros
-        for t in range(T):
-            p = f"t{t}"
-            xt = b.op("Slice", ["x", b.const(f"{p}/start", np.array([t * F], np.int64)),
-                                b.const(f"{p}/end", np.array([(t + 1) * F], np.int64)), axes1], f"{p}/x")  # fmt: skip
-            accx = b.op("Add", [b.matmul(xt, x_dtype, U, u_dt, f"{p}/xU"), bu], f"{p}/accx")
-            zx = rd(b.cast(accx, np.int64, f"{p}/accx64"), self.rq_u, "rq_u", f"{p}/zx")
-            for k in range(self.unfolds):
-                q = f"{p}u{k}"
-                if h is None:
-                    pre_sum = zx
-                    h64 = None
-                else:
-                    h64 = b.cast(h, np.int64, f"{q}/h64")
-                    hw = b.cast(b.matmul(h, h_dtype, W, w_dt, f"{q}/hW"), np.int64, f"{q}/hW64")
-                    pre_sum = b.op("Add", [zx, rd(hw, self.rq_w, "rq_w", f"{q}/zh")], f"{q}/presum")
-                pre = b.op("Clip", [pre_sum, lo_c, hi_c], f"{q}/pre")
-                th = emit_lut_shared(b, pre, table, alo, f"{q}/tanh")
-                new = rd(th, self.rq_t, "rq_t", f"{q}/dt")
-                if h64 is not None:
-                    new = b.op("Add", [h64, new], f"{q}/plus_h")
-                    if A is not None:
-                        ha = b.cast(b.matmul(h, h_dtype, A, a_dt, f"{q}/hA"), np.int64, f"{q}/hA64")
-                        new = b.op("Add", [new, rd(ha, self.rq_a, "rq_a", f"{q}/da")], f"{q}/plus_a")
-                    if self.rq_d is not None:
-                        new = b.op("Sub", [new, rd(h64, self.rq_d, "rq_d", f"{q}/leak")], f"{q}/minus_leak")
-                h = b.cast(b.op("Clip", [new, lo_c, hi_c], f"{q}/hclip"), h_dtype, f"{q}/h")
-        assert h is not None
-        hd = self.head
-        Wo, wo_dt = b.weight("head/W", hd.weight)
-        acc = b.op("Add", [b.matmul(h, h_dtype, Wo, wo_dt, "head/matmul"), b.const("head/b", hd.bias.astype(np.int32))],
-                   "head/acc")  # fmt: skip
-        r = b.requant(acc, hd.multiplier, hd.shift, hd.lo, hd.hi, "head/rq")
-        y_dtype = container_dtype(hd.lo, hd.hi)
-        y = b.op("Identity", [b.cast(r, y_dtype, "head/out")], "y")
-        return b.model([("x", x_dtype, ["N", T * F])], [(y, y_dtype, ["N", int(hd.weight.shape[1])])],
-                       doc=f"ctnn {self.family}: T={T}, F={F}, unfolds={self.unfolds}, flat time-major input")  # fmt: skip
+        return ProgramModel.to_onnx(self, name)

@@ -20,15 +20,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._calibrate import absmax, quantize_weight, real_range
+from ._checks import check_common
 from ._graph import IntegerDense
-from ._lut import lut_table
-from ._ptq import CALIBRATIONS, QuantizedModel
+from ._nonlin import make_activation
+from ._ptq import QuantizedModel
 from ._recurrent import RECURRENT_FAMILIES, IntegerRecurrent, Requant
-from ._semantics import asymmetric_scale, check_bits, container_dtype, quantize_multiplier, signed_range
+from ._semantics import asymmetric_scale, container_dtype, quantize_multiplier, signed_range
 from ._sidecar import TensorQuant
 
 #: Families :func:`quantize_sequence_classifier` handles.
-SUPPORTED_FAMILIES = (*RECURRENT_FAMILIES, "ltc", "lem")
+SUPPORTED_FAMILIES = (*RECURRENT_FAMILIES, "ltc", "lem", "lstm", "gru")
+#: The models' solver names -> the integer step that implements them.
+_SOLVERS = {"lipschitz_rnn": {"euler": "euler", "rk2": "midpoint"}, "ctrnn": {"euler": "euler", "rk4": "rk4"}}
 
 
 def _requant(factors: np.ndarray | float, units: int) -> Requant:
@@ -37,56 +41,23 @@ def _requant(factors: np.ndarray | float, units: int) -> Requant:
     return Requant(np.array(m, np.int64), np.array(s, np.int64))
 
 
-def _absmax(a: np.ndarray, calibration: str, percentile: float) -> float:
-    a = np.abs(np.asarray(a, np.float64))
-    v = float(a.max(initial=0.0)) if calibration == "minmax" else float(np.percentile(a, percentile))
-    return max(v, 1e-8)
-
-
-def _qweight(w: np.ndarray, bits: int) -> tuple[np.ndarray, float]:
-    wmax = (1 << (bits - 1)) - 1
-    amax = float(np.abs(w).max(initial=0.0))
-    s = amax / wmax if amax > 0 else 1.0
-    return np.clip(np.round(w / s), -wmax, wmax).astype(np.int64), s
-
-
-def _qweight_mse(w: np.ndarray, bits: int, inputs: np.ndarray | None) -> tuple[np.ndarray, float]:
-    """Per-tensor symmetric codes whose clipping threshold minimises ``‖x @ (Wq·s) − x @ W‖²``.
-
-    Candidates are ``max|W|`` times 1, 0.95, …, 0.2; ``inputs`` (float rows the layer
-    sees during calibration) weight the error. A few outlier weights (e.g. from the
-    input normalisation of a near-constant feature) would otherwise take the whole
-    code range.
-    """
-    if inputs is None or not len(inputs):
-        return _qweight(w, bits)
-    wmax = (1 << (bits - 1)) - 1
-    amax = float(np.abs(w).max(initial=0.0))
-    if amax == 0:
-        return _qweight(w, bits)
-    ref = inputs @ w
-    best = None
-    for r in np.linspace(1.0, 0.2, 17):
-        s = amax * r / wmax
-        q = np.clip(np.round(w / s), -wmax, wmax)
-        err = float(np.square(inputs @ (q * s) - ref).sum())
-        if best is None or err < best[0]:
-            best = (err, q.astype(np.int64), s)
-    assert best is not None
-    return best[1], best[2]
+def _absmax(a: np.ndarray, calibration: str, percentile: float, bits: int = 8) -> float:
+    return absmax(a, calibration, bits, percentile)
 
 
 def _float_params(model: torch.nn.Module) -> dict:
     rnn = model.rnn
     p: dict = {"family": model.family}
+    solvers = _SOLVERS[model.family]
+    if rnn.solver not in solvers:
+        raise ValueError(
+            f"{model.family}: solver {rnn.solver!r} has no integer form; supported: {sorted(solvers)}"
+        )
+    p["solver"] = solvers[rnn.solver]
     if model.family == "lipschitz_rnn":
-        if rnn.solver != "euler":
-            raise ValueError(f"only the Euler Lipschitz RNN is supported, got solver {rnn.solver!r}")
         a, w = (m.detach().double().numpy() for m in rnn.matrices())
         p.update(A=a.T, W=w.T, unfolds=1, dt=rnn.eps, inv_tau=None)
     else:
-        if rnn.solver != "euler":
-            raise ValueError(f"only the Euler CT-RNN is supported, got solver {rnn.solver!r}")
         p.update(A=None, W=rnn.W.weight.detach().double().numpy().T, unfolds=rnn.ode_unfolds,
                  dt=1.0 / rnn.ode_unfolds, inv_tau=1.0 / rnn.tau().detach().double().numpy())  # fmt: skip
     U = rnn.U.weight.detach().double().numpy().T  # [F, H]
@@ -105,17 +76,33 @@ def _simulate(p: dict, x: np.ndarray) -> dict:
     """The float model, step by step (float64), recording the ranges the scales need."""
     h = np.zeros((len(x), p["W"].shape[0]))
     pres, hs = [], []
+    solver = p.get("solver", "euler")
+
+    def rate(v, z):
+        pre = v @ p["W"] + z
+        pres.append(pre)
+        if p["A"] is not None:
+            return v @ p["A"] + np.tanh(pre)
+        return (np.tanh(pre) - v) * p["inv_tau"]
+
+    def keep(v):
+        hs.append(v)
+        return v
+
+    dt = p["dt"]
     for t in range(x.shape[1]):
         z = x[:, t] @ p["U"] + p["b"]
         for _ in range(p["unfolds"]):
-            pre = h @ p["W"] + z
-            th = np.tanh(pre)
-            if p["A"] is not None:
-                h = h + p["dt"] * (h @ p["A"] + th)
+            if solver == "euler":
+                h = keep(h + dt * rate(h, z))
+            elif solver == "midpoint":
+                h = keep(h + dt * rate(keep(h + 0.5 * dt * rate(h, z)), z))
             else:
-                h = h + p["dt"] * (th - h) * p["inv_tau"]
-            pres.append(pre)
-            hs.append(h)
+                k1 = rate(h, z)
+                k2 = rate(keep(h + 0.5 * dt * k1), z)
+                k3 = rate(keep(h + 0.5 * dt * k2), z)
+                k4 = rate(keep(h + dt * k3), z)
+                h = keep(h + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4))
     return {"pre": np.stack(pres), "h": np.stack(hs), "y": h @ p["Wo"] + p["bo"], "h_last": h}
 
 
@@ -131,26 +118,27 @@ def quantize_sequence_classifier(
     input_range: tuple[float, float] | None = None,
     pre_clip: float = 4.0,
     weight_clip: str = "mse",
+    per_channel: bool = False,
+    nonlinearity: str = "lut",
 ) -> QuantizedModel:
-    """Quantize a Lipschitz-RNN, CT-RNN, LTC or LEM ``SequenceClassifier`` to an unrolled integer graph.
+    """Quantize a ``SequenceClassifier`` of any family to an unrolled integer graph.
 
-    ``calib_x`` holds real, fixed-length inputs ``[N, T·F]`` or ``[N, T, F]`` (no NaN
-    padding); T (the unrolled length) comes from it, or from ``steps`` for flat data.
-    Activations (state, tanh pre-activation, tanh output) use ``act_bits``; the graph's
-    input ``x`` is flat ``[N, T·F]`` with ``in_bits`` codes. ``weight_clip``: ``"minmax"``
-    (scale = max|W|) or ``"mse"`` (the clipping threshold that minimises each matmul's
-    error on the calibration data).
+    Families: Lipschitz RNN (Euler or RK2), CT-RNN (Euler or RK4), LTC (fused
+    semi-implicit), LEM (dt ≤ 1), LSTM and GRU. ``calib_x`` holds real, fixed-length
+    inputs ``[N, T·F]`` or ``[N, T, F]`` (no NaN padding); T (the unrolled length)
+    comes from it, or from ``steps`` for flat data. Activations (states,
+    pre-activations, gate outputs) use ``act_bits``, weights ``weight_bits`` (per tensor,
+    or per output channel with ``per_channel``); the graph's input ``x`` is flat
+    ``[N, T·F]`` with ``in_bits`` codes. ``calibration`` (activation ranges) and
+    ``weight_clip`` (weight ranges): ``"minmax"``, ``"percentile"`` or ``"mse"``.
+    ``nonlinearity``: sigmoid/tanh as lookup tables (``"lut"``) or piecewise-linear
+    (``"pwl"``; not for the LTC, whose sigmoids are fused with their synapse weights).
 
     >>> q = quantize_sequence_classifier(clf, data.X_train, 8, 8, input_range=data.value_range)  # doctest: +SKIP
     >>> export_onnx(q, "rnn.onnx", dataset="digits")                                             # doctest: +SKIP
     """
-    weight_bits = check_bits(weight_bits, "weight bit-width")
-    act_bits = check_bits(act_bits, "activation bit-width")
-    in_bits = check_bits(in_bits, "input bit-width")
-    if calibration not in CALIBRATIONS:
-        raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}")
-    if weight_clip not in ("minmax", "mse"):
-        raise ValueError(f"weight_clip must be 'minmax' or 'mse', got {weight_clip!r}")
+    weight_bits, act_bits, in_bits = check_common(weight_bits, act_bits, in_bits, calibration, weight_clip,
+                                                  nonlinearity)  # fmt: skip
     family = getattr(model, "family", None)
     if not hasattr(model, "rnn") or family not in SUPPORTED_FAMILIES:
         raise TypeError(
@@ -180,76 +168,88 @@ def quantize_sequence_classifier(
     if np.isnan(x).any():
         raise ValueError("calibration data holds NaN padding; integer export needs fixed-length sequences")
     T = x.shape[1]
-    if family in ("ltc", "lem"):
-        if input_range is not None:
-            xr = input_range
-        elif calibration == "minmax":
-            xr = (float(x.min()), float(x.max()))
-        else:
-            xr = (float(np.percentile(x, 100 - percentile)), float(np.percentile(x, percentile)))
-        if family == "lem":
-            from ._lem_ptq import quantize_lem
+    xr = input_range if input_range is not None else real_range(x, calibration, in_bits, percentile)
+    if family in ("lstm", "gru"):
+        from ._gated_ptq import quantize_gated
 
-            return quantize_lem(model, x, weight_bits, act_bits, in_bits, xr, calibration, percentile, weight_clip,
-                                pre_clip)  # fmt: skip
+        return quantize_gated(model, x, weight_bits, act_bits, in_bits, xr, calibration, percentile, weight_clip,
+                              pre_clip, per_channel, nonlinearity)  # fmt: skip
+    if family == "lem":
+        from ._lem_ptq import quantize_lem
+
+        return quantize_lem(model, x, weight_bits, act_bits, in_bits, xr, calibration, percentile, weight_clip,
+                            pre_clip, per_channel, nonlinearity)  # fmt: skip
+    if family == "ltc":
+        if nonlinearity != "lut":
+            raise ValueError(
+                "ltc: the synapse sigmoids are fused with their weights into per-synapse lookup tables; "
+                f"nonlinearity={nonlinearity!r} is not available for the LTC (use 'lut')"
+            )
         from ._ltc_ptq import quantize_ltc
 
-        return quantize_ltc(
-            model, x, weight_bits, act_bits, in_bits, xr, calibration, percentile, weight_clip
-        )
+        return quantize_ltc(model, x, weight_bits, act_bits, in_bits, xr, calibration, percentile, weight_clip,
+                            per_channel)  # fmt: skip
     p = _float_params(model)
     H = p["W"].shape[0]
     sim = _simulate(p, x)
 
     # input: asymmetric, lowest code <- data minimum (as quantize_mlp)
     ilo, ihi = signed_range(in_bits)
-    if input_range is not None:
-        xmin, xmax = input_range
-    elif calibration == "minmax":
-        xmin, xmax = float(x.min()), float(x.max())
-    else:
-        xmin, xmax = float(np.percentile(x, 100 - percentile)), float(np.percentile(x, percentile))
-    s_x, z_x = asymmetric_scale(xmin, xmax, in_bits)
+    s_x, z_x = asymmetric_scale(*xr, in_bits)
 
     alo, ahi = signed_range(act_bits)
-    s_h = _absmax(sim["h"], calibration, percentile) / ahi
-    s_z = min(_absmax(sim["pre"], calibration, percentile), pre_clip) / ahi
+    s_h = _absmax(sim["h"], calibration, percentile, act_bits) / ahi
+    s_z = min(_absmax(sim["pre"], calibration, percentile, act_bits), pre_clip) / ahi
     s_t = 1.0 / ahi
-    s_y = _absmax(sim["y"], calibration, percentile) / ahi
+    s_y = _absmax(sim["y"], calibration, percentile, act_bits) / ahi
 
     mse = weight_clip == "mse"
     sub = slice(None, None, max(1, len(x) // 512))  # a subsample is plenty for the clip search
     h_in = sim["h"][:, sub].reshape(-1, H)
-    Uq, s_u = _qweight_mse(p["U"], weight_bits, x[sub].reshape(-1, F) if mse else None)
+
+    def qw(w, inputs):
+        return quantize_weight(w, weight_bits, per_channel, weight_clip, inputs if mse else None, percentile)
+
+    Uq, s_u = qw(p["U"], x[sub].reshape(-1, F))
     bu = np.round(p["b"] / (s_x * s_u)).astype(np.int64) - z_x * Uq.sum(axis=0)
     if np.abs(bu).max(initial=0) > 2**31 - 1:
         raise OverflowError("the quantized input bias overflows int32")
-    Wq, s_w = _qweight_mse(p["W"], weight_bits, h_in if mse else None)
-    table = lut_table("tanh", s_z, act_bits, s_t, alo, ahi)
+    Wq, s_w = qw(p["W"], h_in)
+    tanh = make_activation("tanh", s_z, act_bits, s_t, alo, ahi, nonlinearity)
+    table = tanh.apply(np.arange(alo, ahi + 1))
     kw: dict = {}
+    fac = {"dt": p["dt"], "half": p["dt"] / 2, "sixth": p["dt"] / 6}
+    stage: dict = {}
     if p["A"] is not None:
-        Aq, s_a = _qweight_mse(p["A"], weight_bits, h_in if mse else None)
+        Aq, s_a = qw(p["A"], h_in)
         kw.update(A=Aq, rq_a=_requant(p["dt"] * s_a, H))
         rq_t = _requant(p["dt"] * s_t / s_h, H)
+        for c in ("half", "sixth"):
+            stage.update({f"t_{c}": _requant(fac[c] * s_t / s_h, H), f"a_{c}": _requant(fac[c] * s_a, H)})
     else:
         kw.update(rq_d=_requant(p["dt"] * p["inv_tau"], H))
         rq_t = _requant(p["dt"] * p["inv_tau"] * s_t / s_h, H)
-    Woq, s_wo = _qweight_mse(p["Wo"], weight_bits, sim["h_last"][sub] if mse else None)
+        for c in ("half", "sixth"):
+            stage.update({f"t_{c}": _requant(fac[c] * p["inv_tau"] * s_t / s_h, H),
+                          f"d_{c}": _requant(fac[c] * p["inv_tau"], H)})  # fmt: skip
+    Woq, s_wo = qw(p["Wo"], sim["h_last"][sub])
     bo = np.round(p["bo"] / (s_h * s_wo)).astype(np.int64)
-    hm, hs = quantize_multiplier(s_h * s_wo / s_y)
     C = Woq.shape[1]
-    head = IntegerDense(weight=Woq, bias=bo.astype(np.int32), multiplier=np.full(C, hm), shift=np.full(C, hs),
+    hrq = _requant(s_h * s_wo / s_y, C)
+    head = IntegerDense(weight=Woq, bias=bo.astype(np.int32), multiplier=hrq.multiplier, shift=hrq.shift,
                         lo=alo, hi=ahi, name="head")  # fmt: skip
     net = IntegerRecurrent(
         family=family, steps=T, in_features=F, unfolds=p["unfolds"], in_bits=in_bits, weight_bits=weight_bits,
         act_bits=act_bits, U=Uq, bu=bu.astype(np.int32), rq_u=_requant(s_x * s_u / s_z, H), W=Wq,
-        rq_w=_requant(s_h * s_w / s_z, H), rq_t=rq_t, tanh_table=table, head=head, **kw,
+        rq_w=_requant(s_h * s_w / s_z, H), rq_t=rq_t, tanh_table=table, head=head, solver=p["solver"],
+        rq_stage=stage if p["solver"] != "euler" else {}, tanh=tanh if nonlinearity == "pwl" else None, **kw,
     )  # fmt: skip
     inq = TensorQuant("x", [None, T * F], in_bits, ilo, ihi, s_x, z_x, str(container_dtype(ilo, ihi)))
     outq = TensorQuant("y", [None, C], act_bits, alo, ahi, s_y, 0, str(container_dtype(alo, ahi)))
     hp = {
         "steps": T, "in_features": F, "units": H, "unfolds": p["unfolds"], "in_bits": in_bits,
-        "calibration": calibration, "weight_clip": weight_clip, "input_layout": "flat time-major [N, T*F]",
+        "solver": p["solver"], "calibration": calibration, "weight_clip": weight_clip, "per_channel": per_channel,
+        "nonlinearity": nonlinearity, "input_layout": "flat time-major [N, T*F]",
         "scales": {"state": s_h, "pre_activation": s_z, "tanh": s_t},
         "rounding": "round half away from zero via truncating Div, per term",
     }  # fmt: skip

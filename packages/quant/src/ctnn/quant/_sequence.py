@@ -38,14 +38,3 @@ class IntegerSequenceModel:
 
 INT32_MAX = 2**31 - 1
 INT64_SAFE = 2**62  # headroom for the rounding offset added to a product
-
-
-def check_accumulators(
-    family: str, checks: list[tuple[str, int, np.ndarray | int, np.ndarray | int]]
-) -> None:
-    """Raise :class:`OverflowError` unless each ``(what, bound, M, s)`` fits int32 and ``bound·M`` fits int64."""
-    for what, bound, m, s in checks:
-        if bound > INT32_MAX:
-            raise OverflowError(f"{family}: accumulator {what} can reach {bound}, beyond int32")
-        if bound * int(np.max(m)) + (1 << int(np.max(s))) >= INT64_SAFE:
-            raise OverflowError(f"{family}: {what} times its multiplier overflows int64")

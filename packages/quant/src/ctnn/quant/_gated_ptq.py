@@ -1,0 +1,158 @@
+"""Post-training quantization of LSTM and GRU sequence classifiers (needs torch); see :mod:`._gated_int`.
+
+Scales: each gate group's pre-activation symmetric at its calibrated range (clipped at
+``pre_clip``: sigmoid and tanh are flat beyond it), gate outputs at ``1/(2**(b-1)−1)``,
+the LSTM cell state and hidden state at their calibrated ranges, the GRU hidden
+state at ``1/(2**(b-1)−1)`` (|h| ≤ 1); the classifier's input normalisation folded
+into ``Wx`` and ``bx``, the input's zero point into ``bx``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._calibrate import absmax, quantize_weight
+from ._gated_int import IntegerGated
+from ._graph import IntegerDense
+from ._lut import LUT_FUNCTIONS
+from ._nonlin import make_activation
+from ._ptq import QuantizedModel
+from ._recurrent_ptq import _requant
+from ._semantics import asymmetric_scale, container_dtype, signed_range
+from ._sidecar import TensorQuant
+
+_sigmoid = LUT_FUNCTIONS["sigmoid"]
+
+
+def _params(model: torch.nn.Module) -> dict:
+    rnn = model.rnn
+    with torch.no_grad():
+        Wx = rnn.weight_ih.double().numpy().T  # [F, G·H]
+        bx = rnn.bias_ih.double().numpy().copy()
+        Wh = rnn.weight_hh.double().numpy().T
+        bh = rnn.bias_hh.double().numpy().copy()
+        if model.input_norm:
+            scale = model.input_scale.double().numpy()
+            Wx = Wx / scale[:, None]
+            bx = bx - model.input_shift.double().numpy() @ Wx
+        if model.family == "lstm":  # both biases act on the pre-activation
+            bx, bh = bx + bh, np.zeros_like(bh)
+        Wo = model.head.weight.double().numpy().T
+        bo = model.head.bias.double().numpy()
+    return {"Wx": Wx, "bx": bx, "Wh": Wh, "bh": bh, "Wo": Wo, "bo": bo, "H": Wh.shape[0]}
+
+
+def _simulate(family: str, p: dict, x: np.ndarray) -> dict:
+    H = p["H"]
+    h = np.zeros((len(x), H))
+    c = np.zeros((len(x), H))
+    rec: dict[str, list] = {k: [] for k in ("pre", "c", "h", "hn", "hin")}
+    for t in range(x.shape[1]):
+        rec["hin"].append(h)
+        gi = x[:, t] @ p["Wx"] + p["bx"]
+        gh = h @ p["Wh"] + p["bh"]
+        if family == "lstm":
+            pre = gi + gh
+            i, f, g, o = _sigmoid(pre[:, :H]), _sigmoid(pre[:, H : 2 * H]), np.tanh(pre[:, 2 * H : 3 * H]), _sigmoid(
+                pre[:, 3 * H :])  # fmt: skip
+            c = f * c + i * g
+            h = o * np.tanh(c)
+            rec["c"].append(c)
+        else:
+            r = _sigmoid(gi[:, :H] + gh[:, :H])
+            z = _sigmoid(gi[:, H : 2 * H] + gh[:, H : 2 * H])
+            pn = gi[:, 2 * H :] + r * gh[:, 2 * H :]
+            pre = np.concatenate([gi[:, : 2 * H] + gh[:, : 2 * H], pn], axis=1)
+            h = (1 - z) * np.tanh(pn) + z * h
+            rec["hn"].append(gh[:, 2 * H :])
+        rec["pre"].append(pre)
+        rec["h"].append(h)
+    return {**{k: np.stack(v) for k, v in rec.items() if v}, "h_last": h, "y": h @ p["Wo"] + p["bo"]}
+
+
+def quantize_gated(
+    model: torch.nn.Module,
+    x: np.ndarray,
+    weight_bits: int,
+    act_bits: int,
+    in_bits: int,
+    xrange: tuple[float, float],
+    calibration: str,
+    percentile: float,
+    weight_clip: str,
+    pre_clip: float,
+    per_channel: bool = False,
+    nonlinearity: str = "lut",
+) -> QuantizedModel:
+    """The LSTM/GRU branch of :func:`~ctnn.quant.quantize_sequence_classifier` (``x``: checked ``[N, T, F]``)."""
+    family = model.family
+    p = _params(model)
+    sim = _simulate(family, p, x)
+    T, F, H = x.shape[1], x.shape[2], p["H"]
+    G = 4 if family == "lstm" else 3
+    ilo, ihi = signed_range(in_bits)
+    alo, ahi = signed_range(act_bits)
+    s_x, z_x = asymmetric_scale(*xrange, in_bits)
+    s_gate = 1.0 / ahi
+    pre = sim["pre"]
+    s_pre = np.array([min(absmax(pre[..., k * H : (k + 1) * H], calibration, act_bits, percentile), pre_clip) / ahi
+                      for k in range(G)])  # fmt: skip
+    group = np.repeat(s_pre, H)
+    sub = slice(None, None, max(1, len(x) // 512))
+    mse = weight_clip == "mse"
+    Wxq, s_wx = quantize_weight(p["Wx"], weight_bits, per_channel, weight_clip,
+                                x[sub].reshape(-1, F) if mse else None, percentile)  # fmt: skip
+    bx = np.round(p["bx"] / (s_x * s_wx)).astype(np.int64) - z_x * Wxq.sum(axis=0)
+    if family == "lstm":
+        s_c = absmax(sim["c"], calibration, act_bits, percentile) / ahi
+        s_h = absmax(sim["h"], calibration, act_bits, percentile) / ahi
+    else:
+        s_h = 1.0 / ahi
+    Whq, s_wh = quantize_weight(p["Wh"], weight_bits, per_channel, weight_clip,
+                                sim["hin"][:, sub].reshape(-1, H) if mse else None, percentile)  # fmt: skip
+    bh = np.round(p["bh"] / (s_h * s_wh)).astype(np.int64)
+    for name, b in (("input bias", bx), ("hidden bias", bh)):
+        if np.abs(b).max(initial=0) > 2**31 - 1:
+            raise OverflowError(f"{family}: the quantized {name} overflows int32")
+
+    def act(fn, s_in, lo):
+        return make_activation(fn, s_in, act_bits, s_gate, lo, ahi, nonlinearity)
+
+    if family == "lstm":
+        acts = {"sig_i": act("sigmoid", s_pre[0], 0), "sig_f": act("sigmoid", s_pre[1], 0),
+                "tanh_g": act("tanh", s_pre[2], alo), "sig_o": act("sigmoid", s_pre[3], 0),
+                "tanh_c": act("tanh", s_c, alo)}  # fmt: skip
+        rq = {
+            "fc": _requant(s_gate, H),
+            "ig": _requant(s_gate * s_gate / s_c, H),
+            "oh": _requant(s_gate * s_gate / s_h, H),
+        }
+        rq_h = _requant(s_h * s_wh / group, G * H)
+    else:
+        s_hn = absmax(sim["hn"], calibration, act_bits, percentile) / ahi
+        acts = {"sig_r": act("sigmoid", s_pre[0], 0), "sig_z": act("sigmoid", s_pre[1], 0),
+                "tanh_n": act("tanh", s_pre[2], alo)}  # fmt: skip
+        rq = {"rn": _requant(s_gate * s_hn / s_pre[2], H), "zh": _requant(s_gate, H)}
+        rq_h = _requant(s_h * s_wh / np.concatenate([group[: 2 * H], np.full(H, s_hn)]), G * H)
+    Woq, s_wo = quantize_weight(p["Wo"], weight_bits, per_channel, weight_clip,
+                                sim["h_last"][sub] if mse else None, percentile)  # fmt: skip
+    s_y = absmax(sim["y"], calibration, act_bits, percentile) / ahi
+    bo = np.round(p["bo"] / (s_h * s_wo)).astype(np.int64)
+    C = Woq.shape[1]
+    hr = _requant(s_h * s_wo / s_y, C)
+    head = IntegerDense(weight=Woq, bias=bo.astype(np.int32), multiplier=hr.multiplier, shift=hr.shift,
+                        lo=alo, hi=ahi, name="head")  # fmt: skip
+    net = IntegerGated(
+        family=family, steps=T, in_features=F, in_bits=in_bits, weight_bits=weight_bits, act_bits=act_bits,
+        Wx=Wxq, bx=bx, rq_x=_requant(s_x * s_wx / group, G * H), Wh=Whq, bh=bh, rq_h=rq_h, acts=acts, rq=rq, head=head,
+    )  # fmt: skip
+    inq = TensorQuant("x", [None, T * F], in_bits, ilo, ihi, s_x, z_x, str(container_dtype(ilo, ihi)))
+    outq = TensorQuant("y", [None, C], act_bits, alo, ahi, s_y, 0, str(container_dtype(alo, ahi)))
+    hp = {
+        "steps": T, "in_features": F, "units": H, "in_bits": in_bits, "calibration": calibration,
+        "weight_clip": weight_clip, "per_channel": per_channel, "nonlinearity": nonlinearity,
+        "input_layout": "flat time-major [N, T*F]", "scales": {"state": s_h, "pre_activation": s_pre.tolist()},
+        "rounding": "round half away from zero via truncating Div, per term",
+    }  # fmt: skip
+    return QuantizedModel(net=net, input=inq, output=outq, family=family, hyperparameters=hp)
