@@ -34,7 +34,7 @@ from ._mlp import MLP
 from ._recurrent import CTRNN, GRU, LEM, LSTM, LipschitzRNN, StabilityReport, lipschitz_matrix
 from ._sequence import SEQUENCE_FAMILIES, SequenceClassifier
 from ._solvers import SOLVERS, Solver
-from ._train import EpochRecord, TrainResult, accuracy, train_classifier
+from ._train import EpochRecord, TrainResult, accuracy, apply_constraints, train_classifier
 from ._wiring import NCP, WIRINGS, AutoNCP, FullyConnected, Wiring, wiring_from_config
 
 __version__ = "0.3.0"
@@ -72,6 +72,7 @@ __all__ = [
     "Wiring",
     "__version__",
     "accuracy",
+    "apply_constraints",
     "build_classifier",
     "lipschitz_matrix",
     "load_checkpoint",

@@ -80,8 +80,11 @@ def accuracy(
     return acc
 
 
-def _constrain(model: nn.Module) -> None:
-    # Cells with hard parameter constraints (LTC with positivity="clamp") project after each step.
+def apply_constraints(model: nn.Module) -> None:
+    """Project every cell with hard parameter constraints back onto its domain (call after each optimiser step).
+
+    Cells opt in with an ``apply_weight_constraints()`` method (LTC with ``positivity="clamp"``).
+    """
     for m in model.modules():
         hook = getattr(m, "apply_weight_constraints", None)
         if callable(hook):
@@ -146,7 +149,7 @@ def train_classifier(
             if clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
             opt.step()
-            _constrain(model)
+            apply_constraints(model)
             loss_sum += float(loss.detach()) * len(idx)
         train_loss = loss_sum / len(order)
         val_loss, val_acc = _evaluate(model, X_va, y_va, 1024)

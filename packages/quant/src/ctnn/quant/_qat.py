@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ctnn.models._train import _constrain  # the projection train_classifier applies after each step
+from ctnn.models import apply_constraints  # the projection train_classifier applies after each step
 
 from ._ptq import QuantizedModel
 from ._quantize import model_family, quantize_model
@@ -214,7 +214,7 @@ def qat_finetune(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            _constrain(model)
+            apply_constraints(model)
         model.eval()
         acc = _int_accuracy(qat, Xv, yv)
         history.append(acc)
