@@ -280,7 +280,9 @@ def mcu(work: Path, runs: int) -> dict:
 # ------------------------------------------------------------------ FPGA
 
 
-def fpga(work: Path, timeout_s: int) -> dict:
+def fpga(work: Path, timeout_s: int, only: list[str] | None = None, old: dict | None = None) -> dict:
+    """Synthesis rows for every (model, reuse, family); ``only`` (``MODEL:REUSE`` items) re-measures
+    those rows and keeps the other rows of ``old`` (each row records its own date), pnr included."""
     from ctnn.deploy import build, place_and_route_ice40, synthesize
     from ctnn.quant import random_integer_mlp
 
@@ -290,13 +292,22 @@ def fpga(work: Path, timeout_s: int) -> dict:
         "digits64-32-10": d.int_model.to_onnx("ctnn_digits"),
     }
     rows = []
+    keep = {(x["model"], x["reuse"], x["family"]): x for x in (old or {}).get("synthesis", [])}
     for name, model in models.items():
-        # the digits MLP at reuse 1 has 2,368 multipliers: yosys takes too long on 2 cores
-        for reuse in (1, 4, 16) if name == "mlp16-8-4" else (4, 16):
+        # the digits MLP at reuse 1 has 2,368 multipliers: a yosys run may hit --synth-timeout (reported)
+        for reuse in (1, 4, 16):
+            if only is not None and f"{name}:{reuse}" not in only:
+                rows += [
+                    keep[name, reuse, fam]
+                    for fam in ("ice40", "ecp5", "xilinx")
+                    if (name, reuse, fam) in keep
+                ]
+                continue
             res = build(model, target="fpga", out_dir=work / f"fpga-{name}-r{reuse}", reuse=reuse)
             for fam in ("ice40", "ecp5", "xilinx"):
                 row = {"model": name, "reuse": reuse, "family": fam, "latency_cycles": res.info["latency_cycles"],
-                       "multipliers": res.info["netlist"]["multipliers"]}  # fmt: skip
+                       "multipliers": res.info["netlist"]["multipliers"], "date": time.strftime("%Y-%m-%d"),
+                       "ctnn_deploy": _deploy_version()}  # fmt: skip
                 t0 = time.time()
                 try:
                     row.update(_with_timeout(lambda d=res.out_dir, fam=fam: synthesize(d, fam), timeout_s))
@@ -305,12 +316,21 @@ def fpga(work: Path, timeout_s: int) -> dict:
                 row["synth_seconds"] = round(time.time() - t0, 1)
                 rows.append(row)
                 print(f"fpga {row}", flush=True)
+    if only is not None and "pnr" not in only and old and "pnr_smallest" in old:
+        return {"synthesis": rows, "pnr_smallest": old["pnr_smallest"]}
     res = build(models["mlp16-8-4"], target="fpga", out_dir=work / "fpga-pnr", reuse=16)
     pnr = (
         place_and_route_ice40(res.out_dir) if _tool("nextpnr-ice40") else {"skipped": "nextpnr-ice40 missing"}
     )
     pnr.pop("synth", None)
+    pnr.update(date=time.strftime("%Y-%m-%d"), ctnn_deploy=_deploy_version())
     return {"synthesis": rows, "pnr_smallest": {"model": "mlp16-8-4", "reuse": 16, **pnr}}
+
+
+def _deploy_version() -> str:
+    import ctnn.deploy
+
+    return ctnn.deploy.__version__
 
 
 def _with_timeout(fn, timeout_s: int):
@@ -401,16 +421,17 @@ def markdown(r: dict) -> str:
                  "without `-dsp`, so its multipliers are LUTs). Latency: cycles from the input handshake to "
                  "`out_valid`, the same in simulation.\n\n")  # fmt: skip
         L.append(
-            "| model | reuse | multipliers | latency cycles | family | LUT | FF | DSP | BRAM | synth s |\n"
+            "| model | reuse | multipliers | latency cycles | family | LUT | FF | DSP | BRAM | synth s | measured with |\n"
         )
-        L.append("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
+        L.append("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|\n")
         for x in f["synthesis"]:
             if "error" in x:
                 L.append(f"| {x['model']} | {x['reuse']} | {x['multipliers']} | {x['latency_cycles']} | {x['family']} "
-                         f"| {x['error'][:60]} | | | | {x['synth_seconds']} |\n")  # fmt: skip
+                         f"| {x['error'][:60]} | | | | {x['synth_seconds']} | {_measured(x)} |\n")  # fmt: skip
             else:
                 L.append(f"| {x['model']} | {x['reuse']} | {x['multipliers']} | {x['latency_cycles']} | {x['family']} "
-                         f"| {_f(x['lut'])} | {_f(x['ff'])} | {x['dsp']} | {x['bram']} | {x['synth_seconds']} |\n")  # fmt: skip
+                         f"| {_f(x['lut'])} | {_f(x['ff'])} | {x['dsp']} | {x['bram']} | {x['synth_seconds']} "
+                         f"| {_measured(x)} |\n")  # fmt: skip
         p = f["pnr_smallest"]
         L.append(f"\nnextpnr-ice40, {p['model']} at reuse {p['reuse']} on {p.get('device', '?')}: ")
         if p.get("fits"):
@@ -419,7 +440,34 @@ def markdown(r: dict) -> str:
                      f"{p['latency_cycles']} cycles = {p['latency_cycles'] / p['fmax_mhz']:.2f} µs per inference.\n")  # fmt: skip
         else:
             L.append(f"does not fit: {p.get('error', p.get('skipped', '?'))}\n")
+        L.append(f"(place-and-route measured with ctnn-deploy {_measured(p)}.)\n")
+        L.append(_ice40_fit(f["synthesis"]))
     return "".join(L)
+
+
+def _measured(row: dict) -> str:
+    # rows written before rows carried their own date come from the 0.2.0 run of 2026-11-22
+    return f"{row.get('ctnn_deploy', '0.2.0')}, {row.get('date', '2026-11-22')}"
+
+
+#: logic cells (one LUT4 + one FF each) of the largest iCE40 parts
+ICE40_CELLS = {"iCE40 HX8K/LP8K": 7680, "iCE40 UP5K": 5280}
+
+
+def _ice40_fit(rows: list[dict]) -> str:
+    """Which models fit an iCE40 at all: LUT4s (or FFs) against the largest part's logic cells."""
+    out = []
+    for model in dict.fromkeys(x["model"] for x in rows):
+        ok = [x for x in rows if x["model"] == model and x["family"] == "ice40" and "error" not in x]
+        if not ok:
+            continue
+        best = min(ok, key=lambda x: max(x["lut"], x["ff"]))
+        need, (part, cells) = max(best["lut"], best["ff"]), max(ICE40_CELLS.items(), key=lambda kv: kv[1])
+        verdict = "fits" if need <= cells else f"does not fit ({need / cells:.1f}× the part)"
+        out.append(f"{model} at reuse {best['reuse']} (its smallest iCE40 netlist) needs {need:,} logic cells "
+                   f"({best['lut']:,} LUT4s, {best['ff']:,} FFs); the largest iCE40, {part}, has {cells:,}: "
+                   f"{verdict}")  # fmt: skip
+    return ("\niCE40 capacity: " + "; ".join(out) + ".\n") if out else ""
 
 
 def _version(cmd: list[str]) -> str:
@@ -437,6 +485,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=3000, help="host: calls per latency median")
     p.add_argument("--runs", type=int, default=200, help="mcu: inferences timed per SysTick measurement")
     p.add_argument("--synth-timeout", type=int, default=600, help="fpga: seconds per yosys run")
+    p.add_argument(
+        "--fpga-rows",
+        nargs="*",
+        metavar="MODEL:REUSE",
+        help="fpga: re-measure only these rows (e.g. digits64-32-10:1; 'pnr' for place-and-route), "
+        "keeping the others from the JSON",
+    )
     p.add_argument("--render", action="store_true", help="only rewrite the page from the JSON")
     args = p.parse_args(argv)
     if args.render:
@@ -479,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
         if "fpga" in args.only:
             if _tool("yosys"):
-                results["fpga"] = fpga(work, args.synth_timeout)
+                results["fpga"] = fpga(work, args.synth_timeout, args.fpga_rows, results.get("fpga"))
             else:
                 print("fpga: skipped (apt-get install yosys nextpnr-ice40)")
     args.json.write_text(json.dumps(results, indent=2, default=float) + "\n")

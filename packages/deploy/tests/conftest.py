@@ -147,6 +147,12 @@ def graph_case(request, tmp_path_factory) -> Case:
 
 
 @pytest.fixture(scope="session")
+def gated_case(tmp_path_factory) -> Case:
+    """The hand-built gated RNN alone (the FPGA's Verilator test)."""
+    return _make_case("gated_rnn", GRAPHS["gated_rnn"](), 7, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
 def small_model() -> onnx.ModelProto:
     return random_integer_mlp([16, 8, 4], weight_bits=8, seed=3).to_onnx()
 

@@ -87,15 +87,16 @@ def test_latency_grows_with_the_reuse_factor(digits_case, fpga_builds, tmp_path_
 
 
 def test_recurrent_graph_simulates_bit_exact_with_verilator(
-    require_tool, graph_case, fpga_builds, tmp_path_factory
+    require_tool, gated_case, fpga_builds, tmp_path_factory
 ):
-    """Unrolled recurrent graphs on 1000 vectors: LUT ROMs (Gather), Where, Concat, Split, the divider,
-    and one engine shared by every time step."""
+    """The hand-built gated RNN on 1000 vectors: LUT ROMs (Gather), Where, Concat, Split, and one
+    engine shared by every time step. (ctnn-quant's Lipschitz RNN runs 1000 vectors in Verilator in
+    integration/tests/test_recurrent_deploy.py; the LTC's divider is checked with iverilog below.)"""
     require_tool("verilator")
-    res = _fpga(fpga_builds, tmp_path_factory, graph_case.name, graph_case.model, 4)
+    res = _fpga(fpga_builds, tmp_path_factory, gated_case.name, gated_case.model, 4)
     sim = res.load()
-    got = sim.run(graph_case.x, simulator="verilator")
-    _check(got, graph_case.refs, len(graph_case.x), f"verilator {graph_case.name}")
+    got = sim.run(gated_case.x, simulator="verilator")
+    _check(got, gated_case.refs, len(gated_case.x), f"verilator {gated_case.name}")
     assert sim.last.fails == 0 and sim.last.vectors >= 1000
     net = res.info["netlist"]
     assert net["engines"] < net["stages"], "the steps of an unrolled graph share their engines"
@@ -203,3 +204,19 @@ def test_cli_builds_and_simulates(require_tool, tiny_mlp, tmp_path, capsys):
     assert main(["run", str(tmp_path / "hdl"), "--input", str(tmp_path / "codes.npy"), "--check"]) == 0
     assert "50/50 samples equal to the reference" in capsys.readouterr().err
     assert ReferenceInterpreter(tiny_mlp).run({"x": codes})["y"].shape == (50, 4)
+
+
+def test_missing_simulator_or_synthesis_tool_names_the_package(
+    tiny_mlp, fpga_builds, tmp_path_factory, monkeypatch
+):
+    from ctnn.deploy import ToolchainError, synthesize
+
+    res = _fpga(fpga_builds, tmp_path_factory, "tiny", tiny_mlp, 16)
+    monkeypatch.setenv("PATH", str(tmp_path_factory.mktemp("empty-path")))
+    x = np.zeros((2, 16), np.int8)
+    with pytest.raises(ToolchainError, match=r"iverilog not found on PATH: .*apt-get install iverilog"):
+        res.load().run(x)
+    with pytest.raises(ToolchainError, match=r"verilator not found on PATH: .*apt-get install verilator"):
+        res.load().run(x, simulator="verilator")
+    with pytest.raises(ToolchainError, match=r"yosys not found on PATH: .*apt-get install yosys"):
+        synthesize(res.out_dir, "ice40")

@@ -56,7 +56,8 @@ def test_firmware_files_and_size_report(arm_gcc, case, core):
 
 
 def test_digits_sized_mlp_meets_the_m4_targets(qemu, digits_case):
-    """64-32-10 with 8-bit weights on Cortex-M4: <= 4 KB flash, <= 512 B RAM, ~5k instructions."""
+    """64-32-10 with 8-bit weights on Cortex-M4: <= 4 KB flash, <= 512 B RAM, <= 5k instructions
+    (32-bit requantization, SMMULR: ~4.8k; it was 5.2k with the 64-bit one)."""
     case = digits_case
     res = case.build("cortex-m4")
     size = res.info["size"]
@@ -64,7 +65,7 @@ def test_digits_sized_mlp_meets_the_m4_targets(qemu, digits_case):
     assert size["model_ram_bytes"] <= 512, size
     timing = res.load().timing(case.x[:1], runs=100)
     assert timing.instructions_per_tick == pytest.approx(40.0, abs=0.01)
-    assert timing.instructions < 5500, timing
+    assert timing.instructions <= 5000, timing
 
 
 def test_instruction_count_agrees_with_an_exact_trace(qemu, digits_case):
@@ -121,11 +122,20 @@ def test_model_too_large_for_the_part_says_how_much_it_needs(arm_gcc, small_mode
 
     model = random_integer_mlp([256, 64, 10], seed=0).to_onnx()  # 17 KB of weights
     with pytest.raises(
-        DeployError, match=r"does not fit the selected cortex-m4 memory: .*need \d+ bytes of flash"
+        DeployError,
+        match=r"does not fit the selected cortex-m4 memory: .*need \d+ bytes of flash, the part has 8192",
     ):
         build(model, target="cortex-m4", out_dir=tmp_path / "big", flash_kb=8)
     with pytest.raises(
-        DeployError, match=r"does not fit the selected cortex-m3 memory: .*flash: needs \d+ bytes"
+        DeployError,
+        match=r"does not fit the selected cortex-m4 memory: ram: needs \d+ bytes, the part has 1024",
+    ):
+        build(
+            model, target="cortex-m4", out_dir=tmp_path / "big", ram_kb=1
+        )  # buffers fit, the stack does not
+    with pytest.raises(
+        DeployError,
+        match=r"does not fit the selected cortex-m3 memory: .*flash: needs \d+ bytes, the part has 20480",
     ):
         build(model, target="cortex-m3", out_dir=tmp_path / "big", flash_kb=20)  # weights fit, code does not
     assert not (tmp_path / "big").exists() and os.listdir(tmp_path) == []

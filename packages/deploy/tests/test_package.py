@@ -15,7 +15,7 @@ def test_import_pulls_neither_torch_nor_tvm():
 
 
 def test_public_api():
-    assert ctnn.deploy.__version__ == "0.2.0"
+    assert ctnn.deploy.__version__ == "0.3.0"
     for name in ctnn.deploy.__all__:
         assert hasattr(ctnn.deploy, name), name
     assert {"c", "llvm", "host", "cortex-m3", "cortex-m4", "fpga"} <= set(ctnn.deploy.TARGETS)

@@ -24,7 +24,7 @@ from ._targets import TARGETS, Target, get_target, register_target
 from ._targets._llvm import HostModule, build_host
 from ._toolchain import CModule, compile_c
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "build", "BuildResult", "build_host", "HostModule", "compile_c", "CModule", "QemuModule",

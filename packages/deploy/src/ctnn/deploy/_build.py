@@ -13,6 +13,7 @@ from typing import Any
 
 import onnx
 
+from ._cemit import check_name
 from ._errors import DeployError
 from ._frontend import Lowered, lower
 from ._manifest import MANIFEST, read_manifest, write_manifest
@@ -107,6 +108,8 @@ def build(
     """
     t0 = time.perf_counter()
     tgt = get_target(target)
+    if "name" in options:  # refuse a bad symbol prefix before the (slow) lowering
+        check_name(options["name"])
     lowered = lower_for(tgt, model)
     if out_dir is None:
         out = Path(tempfile.mkdtemp(prefix="ctnn-deploy-")) / "model"

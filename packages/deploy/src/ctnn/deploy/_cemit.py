@@ -8,11 +8,13 @@ for kernel workspace — so the result needs no allocator and no TVM runtime lib
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._ckernels import KERNEL_PREFIX, Kernels
+from ._errors import DeployError
 from ._program import ALIGN, Buffer, Program
 from ._spec import C_TYPES, TensorSpec
 
@@ -21,6 +23,31 @@ from ._spec import C_TYPES, TensorSpec
 CFLAGS: tuple[str, ...] = ("-O2", "-fwrapv", "-std=c11")
 
 _DL_CODES = {"int": "kDLInt", "uint": "kDLUInt", "bool": "kDLBool"}
+
+#: the default model name: ``ctnn_model_run``, ``CTNN_MODEL_*``
+DEFAULT_NAME = "model"
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can prefix the C symbols of a build (``ctnn_<name>_run``), else a DeployError."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise DeployError(
+            f"model name {name!r}: use a lowercase C identifier of at most 32 characters "
+            "([a-z][a-z0-9_]*); it prefixes the build's symbols (ctnn_<name>_run, CTNN_<NAME>_*)"
+        )
+    return name
+
+
+def workspace_renames(name: str) -> str:
+    """``#define`` lines giving TVM's workspace hooks per-model names (a named build), else ""."""
+    if name == DEFAULT_NAME:
+        return ""
+    return (
+        f"/* per-model names, so that several ctnn models link into one program */\n"
+        f"#define TVMBackendAllocWorkspace ctnn_{name}_alloc_workspace\n"
+        f"#define TVMBackendFreeWorkspace ctnn_{name}_free_workspace\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -31,7 +58,7 @@ class CSources:
     arena_bytes: int
     workspace_bytes: int
     const_bytes: int
-    api: str  # the prototype of ctnn_model_run
+    api: str  # the prototype of ctnn_<name>_run
 
 
 def _param_names(prefix: str, n: int) -> list[str]:
@@ -93,13 +120,18 @@ def emit_c(
     sha256: str,
     tvm_version: str,
     version: str,
+    name: str = DEFAULT_NAME,
 ) -> CSources:
-    """Generate the C files of one model (kernels.c is TVM's source, verbatim)."""
+    """Generate the C files of one model (kernels.c is TVM's source, verbatim).
+
+    ``name`` prefixes every external symbol and macro (``ctnn_<name>_run``,
+    ``CTNN_<NAME>_*``) so that several builds link into one program."""
+    U = check_name(name).upper()
     in_names = _param_names("in", len(inputs))
     out_names = _param_names("out", len(outputs))
     params = [f"const {s.c_type} *{n}" for s, n in zip(inputs, in_names)]
     params += [f"{s.c_type} *{n}" for s, n in zip(outputs, out_names)]
-    api = f"int ctnn_model_run({', '.join(params)})"
+    api = f"int ctnn_{name}_run({', '.join(params)})"
     consts = prog.of_kind("const")
     const_bytes = sum(b.nbytes for b in consts)
     ws = kernels.workspace_bytes if kernels.uses_workspace else 0
@@ -107,24 +139,26 @@ def emit_c(
 
     # ---- model.h
     h = [_header_comment("ctnn model API.", **common)]
-    h += ["#ifndef CTNN_MODEL_H_\n#define CTNN_MODEL_H_\n\n#include <stdbool.h>\n#include <stdint.h>\n\n"]
+    h += [f"#ifndef CTNN_{U}_H_\n#define CTNN_{U}_H_\n\n#include <stdbool.h>\n#include <stdint.h>\n\n"]
     h += ['#ifdef __cplusplus\nextern "C" {\n#endif\n\n']
     for kind, specs, names in (("input", inputs, in_names), ("output", outputs, out_names)):
         for s, n in zip(specs, names):
             h.append(f"/* {kind} {s.name!r}: {s.dtype} {list(s.shape)} */\n")
-            h.append(f"#define CTNN_MODEL_{n.upper()}_SIZE {s.size}\n")
+            h.append(f"#define CTNN_{U}_{n.upper()}_SIZE {s.size}\n")
     h.append("/* RAM: static intermediate buffers and kernel workspace; flash: constants */\n")
-    h.append(f"#define CTNN_MODEL_ARENA_BYTES {arena_bytes}\n")
-    h.append(f"#define CTNN_MODEL_WORKSPACE_BYTES {ws}\n")
-    h.append(f"#define CTNN_MODEL_CONST_BYTES {const_bytes}\n\n")
+    h.append(f"#define CTNN_{U}_ARENA_BYTES {arena_bytes}\n")
+    h.append(f"#define CTNN_{U}_WORKSPACE_BYTES {ws}\n")
+    h.append(f"#define CTNN_{U}_CONST_BYTES {const_bytes}\n\n")
     h.append(
         "/* Run the model on one sample. Returns 0 on success, else the nonzero code of the\n"
         " * failing kernel. Not reentrant (buffers are static); inputs and outputs must not overlap. */\n"
     )
-    h.append(f"{api};\n\n#ifdef __cplusplus\n}}\n#endif\n\n#endif  /* CTNN_MODEL_H_ */\n")
+    h.append(f"{api};\n\n#ifdef __cplusplus\n}}\n#endif\n\n#endif  /* CTNN_{U}_H_ */\n")
 
     # ---- model.c
     c = [_header_comment("ctnn model: call order, static memory plan and constants.", **common)]
+    if kernels.uses_workspace:
+        c.append(workspace_renames(name))
     c.append("#include <stddef.h>\n#include <stdint.h>\n")
     if prog.copies:
         c.append("#include <string.h>\n")
@@ -201,11 +235,12 @@ def emit_c(
         files={
             "model.h": "".join(h),
             "model.c": "".join(c),
-            "kernels.c": kernels.source,
-            "main.c": _main_c(inputs, outputs, in_names, out_names, common),
-            "ctnn_model.mk": _makefile_fragment(),
-            "ctnn_model.cmake": _cmake_fragment(),
-            "Makefile": _makefile(),
+            # the workspace hooks are renamed before TVM's headers declare them
+            "kernels.c": (workspace_renames(name) if kernels.uses_workspace else "") + kernels.source,
+            "main.c": _main_c(inputs, outputs, in_names, out_names, common, name),
+            "ctnn_model.mk": _makefile_fragment(name),
+            "ctnn_model.cmake": _cmake_fragment(name),
+            "Makefile": _makefile(name),
         },
         arena_bytes=arena_bytes,
         workspace_bytes=ws,
@@ -253,18 +288,19 @@ int TVMBackendFreeWorkspace(int device_type, int device_id, void *ptr) {{
 """
 
 
-def _main_c(inputs, outputs, in_names, out_names, common) -> str:
+def _main_c(inputs, outputs, in_names, out_names, common, name: str = DEFAULT_NAME) -> str:
+    U = name.upper()
     lines = [_header_comment(
-        "Host test program: reads samples, runs ctnn_model_run on each, writes the outputs.\n"
+        f"Host test program: reads samples, runs ctnn_{name}_run on each, writes the outputs.\n"
         " * Usage: ctnn_model_host [IN.bin [OUT.bin]] (default: stdin/stdout). A sample is the raw\n"
         " * bytes of each input in order (host byte order); the outputs are written the same way.",
         **common,
     )]  # fmt: skip
     lines.append('#include <stdio.h>\n\n#include "model.h"\n\n')
     for s, n in zip(inputs, in_names):
-        lines.append(f"static {s.c_type} buf_{n}[CTNN_MODEL_{n.upper()}_SIZE];\n")
+        lines.append(f"static {s.c_type} buf_{n}[CTNN_{U}_{n.upper()}_SIZE];\n")
     for s, n in zip(outputs, out_names):
-        lines.append(f"static {s.c_type} buf_{n}[CTNN_MODEL_{n.upper()}_SIZE];\n")
+        lines.append(f"static {s.c_type} buf_{n}[CTNN_{U}_{n.upper()}_SIZE];\n")
     lines.append(
         "\nint main(int argc, char **argv) {\n"
         "  FILE *fin = stdin, *fout = stdout;\n"
@@ -274,7 +310,7 @@ def _main_c(inputs, outputs, in_names, out_names, common) -> str:
         "  for (n = 0;; ++n) {\n    size_t got;\n    int rc;\n"
     )
     for k, n in enumerate(in_names):
-        size = f"CTNN_MODEL_{n.upper()}_SIZE"
+        size = f"CTNN_{U}_{n.upper()}_SIZE"
         lines.append(f"    got = fread(buf_{n}, sizeof buf_{n}[0], {size}, fin);\n")
         if k == 0:
             lines.append("    if (got == 0 && feof(fin)) break;\n")
@@ -282,14 +318,14 @@ def _main_c(inputs, outputs, in_names, out_names, common) -> str:
             f'    if (got != {size}) {{ fprintf(stderr, "ctnn_model_host: truncated sample %ld\\n", n); return 2; }}\n'
         )
     args = ", ".join([f"buf_{n}" for n in in_names] + [f"buf_{n}" for n in out_names])
-    lines.append(f"    rc = ctnn_model_run({args});\n")
+    lines.append(f"    rc = ctnn_{name}_run({args});\n")
     lines.append(
         "    if (rc != 0) {\n"
-        '      fprintf(stderr, "ctnn_model_host: ctnn_model_run returned %d on sample %ld\\n", rc, n);\n'
+        f'      fprintf(stderr, "ctnn_model_host: ctnn_{name}_run returned %d on sample %ld\\n", rc, n);\n'
         "      return 3;\n    }\n"
     )
     for n in out_names:
-        size = f"CTNN_MODEL_{n.upper()}_SIZE"
+        size = f"CTNN_{U}_{n.upper()}_SIZE"
         lines.append(
             f"    if (fwrite(buf_{n}, sizeof buf_{n}[0], {size}, fout) != {size}) "
             '{ perror("ctnn_model_host: write"); return 2; }\n'
@@ -300,37 +336,40 @@ def _main_c(inputs, outputs, in_names, out_names, common) -> str:
     return "".join(lines)
 
 
-def _makefile_fragment() -> str:
+def _makefile_fragment(name: str = DEFAULT_NAME) -> str:
+    U = name.upper()
     return (
         "# ctnn model sources, generated by ctnn-deploy. Include this from your Makefile, add\n"
-        "# $(CTNN_MODEL_SRCS) to your sources and $(CTNN_MODEL_CFLAGS) to your CFLAGS.\n"
+        f"# $(CTNN_{U}_SRCS) to your sources and $(CTNN_{U}_CFLAGS) to your CFLAGS.\n"
         "# Needs only the headers in include/ (copied from TVM); no TVM library at link time.\n"
-        "CTNN_MODEL_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))\n"
-        "CTNN_MODEL_SRCS := $(CTNN_MODEL_DIR)/model.c $(CTNN_MODEL_DIR)/kernels.c\n"
-        f"CTNN_MODEL_CFLAGS := {' '.join(CFLAGS[1:])} -I$(CTNN_MODEL_DIR) -I$(CTNN_MODEL_DIR)/include\n"
+        f"CTNN_{U}_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))\n"
+        f"CTNN_{U}_SRCS := $(CTNN_{U}_DIR)/model.c $(CTNN_{U}_DIR)/kernels.c\n"
+        f"CTNN_{U}_CFLAGS := {' '.join(CFLAGS[1:])} -I$(CTNN_{U}_DIR) -I$(CTNN_{U}_DIR)/include\n"
     )
 
 
-def _cmake_fragment() -> str:
+def _cmake_fragment(name: str = DEFAULT_NAME) -> str:
+    U = name.upper()
     return (
         "# ctnn model library, generated by ctnn-deploy. In your CMakeLists.txt:\n"
         "#   include(path/to/ctnn_model.cmake)\n"
-        "#   target_link_libraries(your_firmware PRIVATE ctnn_model)\n"
+        f"#   target_link_libraries(your_firmware PRIVATE ctnn_{name})\n"
         "# Needs only the headers in include/ (copied from TVM); no TVM library at link time.\n"
-        "set(CTNN_MODEL_DIR ${CMAKE_CURRENT_LIST_DIR})\n"
-        "add_library(ctnn_model STATIC ${CTNN_MODEL_DIR}/model.c ${CTNN_MODEL_DIR}/kernels.c)\n"
-        "target_include_directories(ctnn_model PUBLIC ${CTNN_MODEL_DIR} PRIVATE ${CTNN_MODEL_DIR}/include)\n"
+        f"set(CTNN_{U}_DIR ${{CMAKE_CURRENT_LIST_DIR}})\n"
+        f"add_library(ctnn_{name} STATIC ${{CTNN_{U}_DIR}}/model.c ${{CTNN_{U}_DIR}}/kernels.c)\n"
+        f"target_include_directories(ctnn_{name} PUBLIC ${{CTNN_{U}_DIR}} PRIVATE ${{CTNN_{U}_DIR}}/include)\n"
         "# -fwrapv: TVM reassociates integer arithmetic; intermediate overflow must wrap\n"
-        "target_compile_options(ctnn_model PRIVATE -fwrapv)\n"
-        "set_target_properties(ctnn_model PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON)\n"
+        f"target_compile_options(ctnn_{name} PRIVATE -fwrapv)\n"
+        f"set_target_properties(ctnn_{name} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON)\n"
     )
 
 
-def _makefile() -> str:
+def _makefile(name: str = DEFAULT_NAME) -> str:
+    U = name.upper()
     return (
         "# Builds the host test program: make -C <this directory>\n"
         "include ctnn_model.mk\n"
         f"CFLAGS ?= {CFLAGS[0]}\n\n"
-        "ctnn_model_host: main.c model.h $(CTNN_MODEL_SRCS)\n"
-        "\t$(CC) $(CFLAGS) $(CTNN_MODEL_CFLAGS) -o $@ main.c $(CTNN_MODEL_SRCS)\n"
+        f"ctnn_model_host: main.c model.h $(CTNN_{U}_SRCS)\n"
+        f"\t$(CC) $(CFLAGS) $(CTNN_{U}_CFLAGS) -o $@ main.c $(CTNN_{U}_SRCS)\n"
     )

@@ -38,15 +38,15 @@ class Kernels:
     uses_workspace: bool
 
 
-def _symbol(i: int, name: str, limit: int = 32) -> str:
-    """``ctnn_k<i>_<the first ops of the PrimFunc's name>`` (TVM names fused kernels after every op)."""
+def _symbol(i: int, name: str, limit: int = 32, prefix: str = "ctnn_") -> str:
+    """``<prefix>k<i>_<the first ops of the PrimFunc's name>`` (TVM names fused kernels after every op)."""
     words = re.sub(r"[^0-9A-Za-z_]", "_", name.removeprefix("fused_")).split("_")
     short = words[0]
     for w in words[1:]:
         if len(short) + 1 + len(w) > limit:
             break
         short += f"_{w}"
-    return f"ctnn_k{i}_{short[:limit]}"
+    return f"{prefix}k{i}_{short[:limit]}"
 
 
 _FUNC_RE = re.compile(r"^TVM_DLL int32_t " + KERNEL_PREFIX + r"(\w+)\([^)]*\) \{$", re.M)
@@ -71,7 +71,7 @@ def workspace_per_kernel(source: str) -> dict[str, int]:
     return sizes
 
 
-def unique_kernels(mod: Any, names: list[str]) -> dict[str, str]:
+def unique_kernels(mod: Any, names: list[str], prefix: str = "ctnn_") -> dict[str, str]:
     """``{PrimFunc name: C symbol}`` where structurally equal PrimFuncs share one symbol.
 
     An unrolled recurrent graph fuses the same step into a new PrimFunc at every time
@@ -86,17 +86,24 @@ def unique_kernels(mod: Any, names: list[str]) -> dict[str, str]:
         h = tvm_ffi.structural_hash(f)
         same = next((sym for hh, sym, g in reps if hh == h and tvm_ffi.structural_equal(f, g)), None)
         if same is None:
-            same = _symbol(len(reps), name)
+            same = _symbol(len(reps), name, prefix=prefix)
             reps.append((h, same, f))
         symbols[name] = same
     return symbols
 
 
-def build_kernels(mod: Any, prog: Program) -> Kernels:
-    """Build the PrimFuncs ``prog`` calls with TVM's C backend; rename them ``ctnn_k<i>_<name>``."""
+#: the one global variable TVM's C backend defines in every module
+_LIBRARY_CTX = "__tvm_ffi__library_ctx"
+
+
+def build_kernels(mod: Any, prog: Program, symbol_prefix: str = "ctnn_") -> Kernels:
+    """Build the PrimFuncs ``prog`` calls with TVM's C backend; rename them ``<symbol_prefix>k<i>_<name>``.
+
+    With a prefix other than ``ctnn_`` (a named build) TVM's global ``__tvm_ffi__library_ctx``
+    is renamed too, so that two builds link into one program."""
     import tvm
 
-    symbols = unique_kernels(mod, prog.kernels)
+    symbols = unique_kernels(mod, prog.kernels, prefix=symbol_prefix)
     funcs = {
         tvm.ir.GlobalVar(sym): mod[name].with_attr("global_symbol", sym)
         for name, sym in symbols.items()
@@ -108,6 +115,8 @@ def build_kernels(mod: Any, prog: Program) -> Kernels:
     except Exception as exc:
         raise DeployError(f"TVM's C backend failed: {type(exc).__name__}: {str(exc).strip()[-500:]}") from exc
     source = lib.inspect_source()
+    if symbol_prefix != "ctnn_":
+        source = re.sub(rf"\b{_LIBRARY_CTX}\b", f"{symbol_prefix}library_ctx", source)
     micro = tuple(sorted(set(_MICRO_RE.findall(source))))
     if micro:  # the micro-kernels are static inline: their definitions must come first
         source = f'#include "{DOT_HEADER}"  /* ctnn micro-kernels (added by ctnn-deploy) */\n' + source

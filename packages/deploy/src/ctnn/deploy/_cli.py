@@ -20,6 +20,8 @@ def _build(args: argparse.Namespace) -> int:
     options = {k: v for k, v in (("flash_kb", args.flash_kb), ("ram_kb", args.ram_kb)) if v is not None}
     if args.reuse is not None:
         options["reuse"] = args.reuse
+    if args.name is not None:
+        options["name"] = args.name
     res = build(args.model, target=args.target, out_dir=args.out, **options)
     print(f"built {res.target} model in {res.out_dir} ({res.seconds:.1f} s)")
     for key in ("api", "arena_bytes", "workspace_bytes", "const_bytes", "top", "latency_cycles"):
@@ -92,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         "--flash-kb", type=float, help="cortex-m*: flash of the part (default: the QEMU board's 4096)"
     )
     b.add_argument("--ram-kb", type=float, help="cortex-m*: RAM of the part (default: the QEMU board's 4096)")
+    b.add_argument(
+        "--name",
+        help="c, cortex-m*: model name prefixing the C symbols (ctnn_<name>_run, CTNN_<NAME>_*), so that "
+        "several models link into one program (default: model)",
+    )
     b.add_argument(
         "--reuse", type=int, help="fpga: reuse factor of the dense layers (multiplications per multiplier)"
     )

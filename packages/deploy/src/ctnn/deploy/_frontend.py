@@ -30,6 +30,7 @@ PIPELINE: tuple[str, ...] = (
     "FoldConstant",
     "ctnn.scalarize_uniform_constants",
     "ctnn.narrow_constants",
+    "ctnn.requant32",
     "ctnn.extern_dense",
     "LegalizeOps",
     "AnnotateTIROpPattern",
@@ -159,18 +160,20 @@ def _optimize(mod: Any, extern_dot: bool) -> tuple[Any, Any]:
     import tvm
     from tvm import relax
 
-    from . import _rewrite, _schedule
+    from . import _requant, _rewrite, _schedule
     from ._tvmlog import quiet_tvm
 
     graph = None
     with quiet_tvm(), tvm.transform.PassContext(opt_level=3):
         for name in PIPELINE:
-            if name == "ctnn.extern_dense" and not extern_dot:
+            if name in ("ctnn.requant32", "ctnn.extern_dense") and not extern_dot:
                 continue
             if name == "ctnn.narrow_constants":  # a copy: the rewrites update modules in place
                 graph = tvm.IRModule(dict(mod.functions.items()))
             if name == "ctnn.schedule":
                 mod = _schedule.schedule_module(mod)
+            elif name == "ctnn.requant32":
+                mod = _requant.requant32(mod)
             elif name.startswith("ctnn."):
                 mod = getattr(_rewrite, name.removeprefix("ctnn."))(mod)
             else:

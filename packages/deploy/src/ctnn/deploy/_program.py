@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 
 from ._errors import DeployError
+from ._spec import Sized
 
 #: Alignment (bytes) of every buffer placed in the static arena or the workspace.
 ALIGN = 16
 
 
 @dataclass
-class Buffer:
+class Buffer(Sized):
     """One tensor of the program: a graph input/output, a constant, or an intermediate."""
 
     index: int
@@ -30,14 +31,6 @@ class Buffer:
     io: int | None = None  # position among the graph's inputs or outputs
     data: np.ndarray | None = None  # for constants
     origin: str = ""  # the Relax variable or constant it comes from (for comments)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * np.dtype(self.dtype).itemsize
 
 
 @dataclass

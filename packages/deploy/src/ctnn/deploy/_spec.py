@@ -19,8 +19,24 @@ C_TYPES: dict[str, str] = {
 }  # fmt: skip
 
 
+class Sized:
+    """``size`` and ``nbytes`` of anything with a static ``shape`` and a numpy ``dtype`` name."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def size(self) -> int:
+        """Elements (in one sample, for a graph input or output)."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
+
 @dataclass(frozen=True)
-class TensorSpec:
+class TensorSpec(Sized):
     """One graph input or output as compiled: static ``shape`` (batch fixed to 1) and dtype.
 
     ``batched`` says that the ONNX graph declared the first dimension symbolic, so a
@@ -31,15 +47,6 @@ class TensorSpec:
     dtype: str
     shape: tuple[int, ...]
     batched: bool = True
-
-    @property
-    def size(self) -> int:
-        """Elements in one sample."""
-        return int(np.prod(self.shape, dtype=np.int64))
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * np.dtype(self.dtype).itemsize
 
     @property
     def c_type(self) -> str:

@@ -59,32 +59,30 @@ static inline uint32_t ctnn_dot_load32(const void *p) {
 
 /* ---- widening x into the int16 scratch row ---- */
 
-CTNN_DOT_INLINE int32_t ctnn_dot_prep_s8(int8_t *x, int16_t *x16, int32_t k) {
-  int32_t i = 0;
+/* 8-bit x: four inputs per 32-bit load, widened to the lanes x0 x2 | x1 x3 */
 #if CTNN_DOT_SIMD
-  for (; i <= k - 4; i += 4) {
-    uint32_t v = ctnn_dot_load32(x + i);
-    uint32_t even = (uint32_t)__sxtb16(v), odd = ctnn_dot_sxtb16_ror8(v);
-    memcpy(x16 + i, &even, 4);
-    memcpy(x16 + i + 2, &odd, 4);
-  }
-#endif
-  for (; i < k; ++i) x16[i] = (int16_t)x[i];
+#define CTNN_DOT_PREP8_BODY(EXTEND, EXTEND_ROR8)                      \
+  int32_t i = 0;                                                    \
+  for (; i <= k - 4; i += 4) {                                      \
+    uint32_t v = ctnn_dot_load32(x + i);                            \
+    uint32_t even = (uint32_t)EXTEND(v), odd = EXTEND_ROR8(v);      \
+    memcpy(x16 + i, &even, 4);                                      \
+    memcpy(x16 + i + 2, &odd, 4);                                   \
+  }                                                                 \
+  for (; i < k; ++i) x16[i] = (int16_t)x[i];                        \
   return 0;
+#else
+#define CTNN_DOT_PREP8_BODY(EXTEND, EXTEND_ROR8)                      \
+  for (int32_t i = 0; i < k; ++i) x16[i] = (int16_t)x[i];           \
+  return 0;
+#endif
+
+CTNN_DOT_INLINE int32_t ctnn_dot_prep_s8(int8_t *x, int16_t *x16, int32_t k) {
+  CTNN_DOT_PREP8_BODY(__sxtb16, ctnn_dot_sxtb16_ror8)
 }
 
 CTNN_DOT_INLINE int32_t ctnn_dot_prep_u8(uint8_t *x, int16_t *x16, int32_t k) {
-  int32_t i = 0;
-#if CTNN_DOT_SIMD
-  for (; i <= k - 4; i += 4) {
-    uint32_t v = ctnn_dot_load32(x + i);
-    uint32_t even = (uint32_t)__uxtb16(v), odd = ctnn_dot_uxtb16_ror8(v);
-    memcpy(x16 + i, &even, 4);
-    memcpy(x16 + i + 2, &odd, 4);
-  }
-#endif
-  for (; i < k; ++i) x16[i] = (int16_t)x[i];
-  return 0;
+  CTNN_DOT_PREP8_BODY(__uxtb16, ctnn_dot_uxtb16_ror8)
 }
 
 CTNN_DOT_INLINE int32_t ctnn_dot_prep_s16(int16_t *x, int16_t *x16, int32_t k) {
@@ -104,7 +102,7 @@ CTNN_DOT_INLINE int32_t ctnn_dot_prep_s16(int16_t *x, int16_t *x16, int32_t k) {
 /* ---- the dot products: x16 (from a prep) times one contiguous weight row ---- */
 
 #if CTNN_DOT_SIMD
-#define CTNN_DOT_SIMD_BODY(EXTEND, EXTEND_ROR8)                                                    \
+#define CTNN_DOT1_BODY(EXTEND, EXTEND_ROR8)                                                \
   int32_t acc = 0, i = 0;                                                             \
   for (; i <= k - 8; i += 8) {                                                        \
     uint32_t w0 = ctnn_dot_load32(w + i), w1 = ctnn_dot_load32(w + i + 4);            \
@@ -121,29 +119,37 @@ CTNN_DOT_INLINE int32_t ctnn_dot_prep_s16(int16_t *x, int16_t *x16, int32_t k) {
   }                                                                                   \
   for (; i < k; ++i) acc += (int32_t)x16[i] * (int32_t)w[i];                          \
   return acc;
+#else
+#define CTNN_DOT1_BODY(EXTEND, EXTEND_ROR8)                                   \
+  int32_t acc = 0;                                                          \
+  for (int32_t i = 0; i < k; ++i) acc += (int32_t)x16[i] * (int32_t)w[i];   \
+  return acc;
 #endif
 
 CTNN_DOT_INLINE int32_t ctnn_dot_s8(int16_t *x16, int8_t *w, int32_t k) {
-#if CTNN_DOT_SIMD
-  CTNN_DOT_SIMD_BODY(__sxtb16, ctnn_dot_sxtb16_ror8)
-#else
-  int32_t acc = 0;
-  for (int32_t i = 0; i < k; ++i) acc += (int32_t)x16[i] * (int32_t)w[i];
-  return acc;
-#endif
+  CTNN_DOT1_BODY(__sxtb16, ctnn_dot_sxtb16_ror8)
 }
 
 CTNN_DOT_INLINE int32_t ctnn_dot_u8(int16_t *x16, uint8_t *w, int32_t k) {
-#if CTNN_DOT_SIMD
-  CTNN_DOT_SIMD_BODY(__uxtb16, ctnn_dot_uxtb16_ror8)
-#else
-  int32_t acc = 0;
-  for (int32_t i = 0; i < k; ++i) acc += (int32_t)x16[i] * (int32_t)w[i];
-  return acc;
-#endif
+  CTNN_DOT1_BODY(__uxtb16, ctnn_dot_uxtb16_ror8)
 }
 
 /* ---- four outputs at once: rows w, w + k, w + 2k, w + 3k share each load of x16 ---- */
+
+/* the scalar loop from i (all of k without SIMD, the last k % 4 with it), then the stores */
+#define CTNN_DOT4_FINISH                                                             \
+  for (; i < k; ++i) {                                                               \
+    int32_t xi = x16[i];                                                             \
+    a0 += xi * w[i];                                                                 \
+    a1 += xi * w1[i];                                                                \
+    a2 += xi * w2[i];                                                                \
+    a3 += xi * w3[i];                                                                \
+  }                                                                                  \
+  out[0] = a0;                                                                       \
+  out[1] = a1;                                                                       \
+  out[2] = a2;                                                                       \
+  out[3] = a3;                                                                       \
+  return 0;
 
 #if CTNN_DOT_SIMD
 #define CTNN_DOT4_SIMD_ROW(ACC, ROW, EXTEND, EXTEND_ROR8)          \
@@ -160,34 +166,12 @@ CTNN_DOT_INLINE int32_t ctnn_dot_u8(int16_t *x16, uint8_t *w, int32_t k) {
     CTNN_DOT4_SIMD_ROW(a2, w2, EXTEND, EXTEND_ROR8)                                  \
     CTNN_DOT4_SIMD_ROW(a3, w3, EXTEND, EXTEND_ROR8)                                  \
   }                                                                                  \
-  for (; i < k; ++i) {                                                               \
-    int32_t xi = x16[i];                                                             \
-    a0 += xi * w[i];                                                                 \
-    a1 += xi * w1[i];                                                                \
-    a2 += xi * w2[i];                                                                \
-    a3 += xi * w3[i];                                                                \
-  }                                                                                  \
-  out[0] = a0;                                                                       \
-  out[1] = a1;                                                                       \
-  out[2] = a2;                                                                       \
-  out[3] = a3;                                                                       \
-  return 0;
+  CTNN_DOT4_FINISH
 #else
 #define CTNN_DOT4_BODY(WT, EXTEND, EXTEND_ROR8)                                       \
-  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                            \
+  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, i = 0;                                     \
   WT *w1 = w + k, *w2 = w + 2 * k, *w3 = w + 3 * k;                                  \
-  for (int32_t i = 0; i < k; ++i) {                                                  \
-    int32_t xi = x16[i];                                                             \
-    a0 += xi * w[i];                                                                 \
-    a1 += xi * w1[i];                                                                \
-    a2 += xi * w2[i];                                                                \
-    a3 += xi * w3[i];                                                                \
-  }                                                                                  \
-  out[0] = a0;                                                                       \
-  out[1] = a1;                                                                       \
-  out[2] = a2;                                                                       \
-  out[3] = a3;                                                                       \
-  return 0;
+  CTNN_DOT4_FINISH
 #endif
 
 CTNN_DOT_INLINE int32_t ctnn_dot4_s8(int16_t *x16, int8_t *w, int32_t k, int32_t *out) {
@@ -196,6 +180,20 @@ CTNN_DOT_INLINE int32_t ctnn_dot4_s8(int16_t *x16, int8_t *w, int32_t k, int32_t
 
 CTNN_DOT_INLINE int32_t ctnn_dot4_u8(int16_t *x16, uint8_t *w, int32_t k, int32_t *out) {
   CTNN_DOT4_BODY(uint8_t, __uxtb16, ctnn_dot_uxtb16_ror8)
+}
+
+/* ---- requantization: round(v * m / 2^32) to nearest, ties toward +infinity ----
+ * ctnn-deploy uses it only where the graph's bounds prove it equal to the dialect's
+ * 64-bit round-half-away requantization (ctnn.deploy._requant). SMMULR on cores with the
+ * DSP extension; a 32x32->64 multiply (SMULL) and an add elsewhere. */
+CTNN_DOT_INLINE int32_t ctnn_dot_mulhr(int32_t v, int32_t m) {
+#if CTNN_DOT_SIMD
+  int32_t r;
+  __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(v), "r"(m));
+  return r;
+#else
+  return (int32_t)(((int64_t)v * m + INT64_C(0x80000000)) >> 32); /* arithmetic shift (gcc, clang) */
+#endif
 }
 
 #endif /* CTNN_DOT_H_ */

@@ -266,7 +266,13 @@ def _fold(call: Any, args: list[Tensor], fn: Callable[..., np.ndarray]) -> Tenso
     return const_tensor(out.astype(np.dtype(dtype)) if dtype != "bool" else out.astype(bool), dtype)
 
 
-def _binary(b: Builder, call: Any, args: list[Tensor], module: str, fn, lohi) -> Tensor:
+#: ops of ctnn_lib.v's ctnn_binop (its OP parameter)
+BINOPS = {"add": 0, "subtract": 1, "maximum": 2, "minimum": 3}
+
+
+def _binary(b: Builder, call: Any, args: list[Tensor], module: str | int, fn, lohi) -> Tensor:
+    """An elementwise binary op: ``module`` is a ctnn_lib.v module, a :data:`BINOPS` name
+    (``ctnn_binop``) or, for a bool result, ctnn_cmp's OP code."""
     a, c = args
     folded = _fold(call, args, fn)
     if folded is not None:
@@ -279,8 +285,10 @@ def _binary(b: Builder, call: Any, args: list[Tensor], module: str, fn, lohi) ->
     if dtype == "bool":
         return b.comb("ctnn_cmp", {"WA": a.width, "WB": c.width, "OP": module},
                       {"a": b.port(aa), "b": b.port(cc)}, shape, 0, 1, "bool")  # fmt: skip
-    t = b.comb(module, {"WA": a.width, "WB": c.width, "WY": signed_width(lo, hi)},
-               {"a": b.port(aa), "b": b.port(cc)}, shape, lo, hi, dtype)  # fmt: skip
+    params = {"WA": a.width, "WB": c.width, "WY": signed_width(lo, hi)}
+    if module in BINOPS:
+        module, params = "ctnn_binop", {**params, "OP": BINOPS[module]}
+    t = b.comb(module, params, {"a": b.port(aa), "b": b.port(cc)}, shape, lo, hi, dtype)
     return _wrap(b, t, dtype)
 
 
@@ -291,12 +299,12 @@ def _products(a: Tensor, c: Tensor) -> tuple[int, int]:
 
 @hdl_op("relax.add")
 def _add(b, call, args):
-    return _binary(b, call, args, "ctnn_add", np.add, lambda a, c: (a.lo + c.lo, a.hi + c.hi))
+    return _binary(b, call, args, "add", np.add, lambda a, c: (a.lo + c.lo, a.hi + c.hi))
 
 
 @hdl_op("relax.subtract")
 def _sub(b, call, args):
-    return _binary(b, call, args, "ctnn_sub", np.subtract, lambda a, c: (a.lo - c.hi, a.hi - c.lo))
+    return _binary(b, call, args, "subtract", np.subtract, lambda a, c: (a.lo - c.hi, a.hi - c.lo))
 
 
 @hdl_op("relax.multiply")
@@ -322,12 +330,12 @@ def _mul(b, call, args):
 
 @hdl_op("relax.maximum")
 def _max(b, call, args):
-    return _binary(b, call, args, "ctnn_max", np.maximum, lambda a, c: (max(a.lo, c.lo), max(a.hi, c.hi)))
+    return _binary(b, call, args, "maximum", np.maximum, lambda a, c: (max(a.lo, c.lo), max(a.hi, c.hi)))
 
 
 @hdl_op("relax.minimum")
 def _min(b, call, args):
-    return _binary(b, call, args, "ctnn_min", np.minimum, lambda a, c: (min(a.lo, c.lo), min(a.hi, c.hi)))
+    return _binary(b, call, args, "minimum", np.minimum, lambda a, c: (min(a.lo, c.lo), min(a.hi, c.hi)))
 
 
 @hdl_op("relax.less")

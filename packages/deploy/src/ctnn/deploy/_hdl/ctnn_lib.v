@@ -7,24 +7,15 @@
 `default_nettype none
 
 // ---------------------------------------------------------------- elementwise, combinational
-module ctnn_add #(parameter N = 1, WA = 8, WB = 8, WY = 9) (
+// OP: 0 add, 1 subtract, 2 maximum, 3 minimum (one module: the same elementwise structure)
+module ctnn_binop #(parameter N = 1, WA = 8, WB = 8, WY = 9, OP = 0) (
   input wire [N*WA-1:0] a, input wire [N*WB-1:0] b, output wire [N*WY-1:0] y);
   genvar i;
   generate for (i = 0; i < N; i = i + 1) begin : g
     wire signed [WA-1:0] ai = a[i*WA +: WA];
     wire signed [WB-1:0] bi = b[i*WB +: WB];
-    wire signed [WY-1:0] yi = ai + bi;
-    assign y[i*WY +: WY] = yi;
-  end endgenerate
-endmodule
-
-module ctnn_sub #(parameter N = 1, WA = 8, WB = 8, WY = 9) (
-  input wire [N*WA-1:0] a, input wire [N*WB-1:0] b, output wire [N*WY-1:0] y);
-  genvar i;
-  generate for (i = 0; i < N; i = i + 1) begin : g
-    wire signed [WA-1:0] ai = a[i*WA +: WA];
-    wire signed [WB-1:0] bi = b[i*WB +: WB];
-    wire signed [WY-1:0] yi = ai - bi;
+    wire signed [WY-1:0] yi = (OP == 0) ? ai + bi : (OP == 1) ? ai - bi :
+                              (OP == 2) ? ((ai > bi) ? ai : bi) : ((ai < bi) ? ai : bi);
     assign y[i*WY +: WY] = yi;
   end endgenerate
 endmodule
@@ -58,28 +49,6 @@ module ctnn_mul_const #(parameter N = 1, WA = 8, WC = 8, WY = 16, parameter [N*W
       if (CI[WC-1]) acc = acc - ($signed({{WY{ai[WA-1]}}, ai}) <<< (WC - 1));
     end
     assign y[i*WY +: WY] = acc;
-  end endgenerate
-endmodule
-
-module ctnn_max #(parameter N = 1, WA = 8, WB = 8, WY = 8) (
-  input wire [N*WA-1:0] a, input wire [N*WB-1:0] b, output wire [N*WY-1:0] y);
-  genvar i;
-  generate for (i = 0; i < N; i = i + 1) begin : g
-    wire signed [WA-1:0] ai = a[i*WA +: WA];
-    wire signed [WB-1:0] bi = b[i*WB +: WB];
-    wire signed [WY-1:0] yi = (ai > bi) ? ai : bi;
-    assign y[i*WY +: WY] = yi;
-  end endgenerate
-endmodule
-
-module ctnn_min #(parameter N = 1, WA = 8, WB = 8, WY = 8) (
-  input wire [N*WA-1:0] a, input wire [N*WB-1:0] b, output wire [N*WY-1:0] y);
-  genvar i;
-  generate for (i = 0; i < N; i = i + 1) begin : g
-    wire signed [WA-1:0] ai = a[i*WA +: WA];
-    wire signed [WB-1:0] bi = b[i*WB +: WB];
-    wire signed [WY-1:0] yi = (ai < bi) ? ai : bi;
-    assign y[i*WY +: WY] = yi;
   end endgenerate
 endmodule
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .._cemit import DEFAULT_NAME, check_name
 from .._firmware import CORES, Core, check_fits, compile_firmware, find_arm_gcc, write_firmware_sources
 from .._frontend import Lowered
 from ._c import write_c_sources
@@ -26,19 +27,27 @@ class CortexMTarget:
         self.description = f"bare-metal firmware for {core.name} ({core.description}), run under QEMU"
 
     def build(
-        self, lowered: Lowered, out_dir: Path, *, flash_kb: int | None = None, ram_kb: int | None = None
+        self,
+        lowered: Lowered,
+        out_dir: Path,
+        *,
+        flash_kb: int | None = None,
+        ram_kb: int | None = None,
+        name: str = DEFAULT_NAME,
     ) -> dict[str, Any]:
         """Write the sources, cross-compile ``model.elf``/``baseline.elf``; ``flash_kb``/``ram_kb``
-        select a part's memory (default: the QEMU board's 4 MiB each)."""
+        select a part's memory (default: the QEMU board's 4 MiB each); ``name`` prefixes the
+        symbols (``ctnn_<name>_run``)."""
         find_arm_gcc()  # fail before writing anything when the cross-compiler is missing
         flash = int(flash_kb * 1024) if flash_kb else self.core.flash_bytes
         ram = int(ram_kb * 1024) if ram_kb else self.core.ram_bytes
-        info = write_c_sources(lowered, out_dir)
+        check_name(name)
+        info = write_c_sources(lowered, out_dir, name)
         check_fits(info["const_bytes"], info["arena_bytes"] + info["workspace_bytes"], self.core, flash, ram)
         info["firmware"] = write_firmware_sources(
             out_dir, lowered.inputs, lowered.outputs, info["api"], self.core, flash, ram
         )
-        info["size"] = compile_firmware(out_dir, self.core, flash, ram)
+        info["size"] = compile_firmware(out_dir, self.core, flash, ram, name)
         info["elf"], info["baseline_elf"] = "model.elf", "baseline.elf"
         return info
 
