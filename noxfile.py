@@ -25,11 +25,11 @@ TORCH = "torch==2.13.0"
 PACKAGES = {
     "models": ["./packages/models[data,test]"],
     "quant": ["./packages/models[data]", "./packages/quant[torch,test]"],
-    "verify": ["./packages/quant", "./packages/verify[test]"],
+    "verify": ["./packages/quant", "./packages/verify[test,bitwuzla]"],
     "deploy": ["./packages/quant", "./packages/deploy[test]"],
     "analysis": ["./packages/models[data]", "./packages/analysis[models,test]"],
 }
-ALL = ["-e", "./packages/models[data,test]", "-e", "./packages/quant[torch,test]", "-e", "./packages/verify[test]",
+ALL = ["-e", "./packages/models[data,test]", "-e", "./packages/quant[torch,test]", "-e", "./packages/verify[test,bitwuzla]",
        "-e", "./packages/deploy[test]", "-e", "./packages/analysis[models,test]", "-e", "./integration[test]"]  # fmt: skip
 TEST_TOOLS = ["pytest", "hypothesis"]
 # the root config and conftest.py apply to every run (under CI a skipped test fails the run)
@@ -142,3 +142,16 @@ def bench_quant(session: nox.Session) -> None:
     session.run("python", "benchmarks/quant/qdq.py")
     if session.posargs[:1] == ["accuracy"]:
         session.run("python", "benchmarks/quant/accuracy.py", *session.posargs[1:])
+
+
+@nox.session(python=PY, name="bench-verify")
+def bench_verify(session: nox.Session) -> None:
+    """ctnn-verify benchmarks: MNIST 784-64-32-10 (ε = 1..4), optimized vs naive, z3 vs bitwuzla, digits 8/6/4 bits.
+
+    Trains and caches the models (torch), writes benchmarks/verify/results.json and docs/results/verify.md;
+    arguments go to bench_verify.py, e.g. `-- --suite mnist --eps 1 2 --samples 20 --render`.
+    """
+    session.install(*C, TORCH)
+    session.install(*C, "-e", "./packages/models[data]", "-e", "./packages/quant[torch]",
+                    "-e", "./packages/verify[bitwuzla]", "scikit-learn")  # fmt: skip
+    session.run("python", "benchmarks/verify/bench_verify.py", *(session.posargs or ["--suite", "all", "--render"]))

@@ -1,6 +1,8 @@
 """``ctnn-verify``: verification queries from the command line.
 
 ctnn-verify robustness model.onnx --input codes.npy --eps 2 [--sample-index 7] [--json out.json]
+(and ``targeted``, ``bias``, ``equivalence``, ``float-gap``: see :mod:`._cli_properties`;
+``vnnlib``: :mod:`._cli_vnnlib`)
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import numpy as np
 
 from ctnn.quant import DialectError
 
+from ._cli_properties import COMMANDS, add_commands, write_json
+from ._cli_properties import run as run_command
+from ._cli_vnnlib import add_vnnlib, run_vnnlib
 from ._encoder import ENCODINGS
 from ._errors import VerifyError
 from ._verify import verify_robustness
@@ -40,10 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole query (default 60)")
     r.add_argument("--encoding", choices=ENCODINGS, default="optimized")
+    r.add_argument("--solver", choices=("auto", "z3", "bitwuzla"), default="auto", help="SMT backend")
     r.add_argument("--no-attack", action="store_true", help="skip the attack: interval pass, then SMT")
     r.add_argument("--input-range", type=int, nargs=2, metavar=("LO", "HI"), default=None,
                    help="input code range (default: the sidecar's, else the input dtype's)")  # fmt: skip
     r.add_argument("--json", type=Path, default=None, help="write the result as JSON here")
+    add_commands(sub)
+    add_vnnlib(sub)
     return p
 
 
@@ -67,11 +75,23 @@ def _sample(path: Path, index: int | None) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "vnnlib":
+        return run_vnnlib(args)
+    if args.command in COMMANDS:
+        try:
+            line, result = run_command(args)
+        except (VerifyError, DialectError, FileNotFoundError) as exc:
+            print(f"ctnn-verify: error: {exc}", file=sys.stderr)
+            return 2
+        print(line)
+        write_json(args.json, result)
+        return 0
     try:
         x = _sample(args.input, args.sample_index)
         res = verify_robustness(
             args.model, x, args.eps, label=args.label, timeout_s=args.timeout, attack=not args.no_attack,
             input_range=tuple(args.input_range) if args.input_range else None, encoding=args.encoding,
+            solver=args.solver,
         )  # fmt: skip
     except (VerifyError, DialectError, FileNotFoundError) as exc:
         print(f"ctnn-verify: error: {exc}", file=sys.stderr)

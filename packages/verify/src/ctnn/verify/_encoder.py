@@ -74,6 +74,11 @@ class Encoding:
         """The input sample of a z3 model (a counterexample), flat int64."""
         return np.array([self.value(e, model) for e in self.inputs], np.int64)
 
+    def input_codes_from(self, values: list[int]) -> np.ndarray:
+        """The input sample from the signed values of :attr:`variables` (in their order)."""
+        it = iter(values)
+        return np.array([int(e) if not is_sym(e) else e.off + next(it) for e in self.inputs], np.int64)
+
     @staticmethod
     def value(e: Any, model: z3.ModelRef) -> int:
         if not is_sym(e):

@@ -27,3 +27,7 @@ class UnsupportedError(VerifyError):
 
 class WitnessError(RuntimeError):
     """A counterexample failed its replay: a bug in ctnn-verify, never a reported attack."""
+
+
+class BoxError(SampleError):
+    """An input box (or a sensitive feature, or its values) does not fit the graph's input codes."""

@@ -69,6 +69,37 @@ def max_of(A: np.ndarray, c: float, xlo: np.ndarray, xhi: np.ndarray) -> float:
     return v + 1e-9 * (float(np.abs(A) @ np.maximum(np.abs(xlo), np.abs(xhi))) + abs(c)) + 1e-9
 
 
+def enclosing_lines(t: np.ndarray, rlo: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``(slope, offset)`` of a lower and an upper line enclosing the table ``t`` over roots ``rlo + k``.
+
+    Each line is the tightest of its slope (its offset is the extreme residual over the
+    integer roots, so it is sound by construction); the slope is chosen among the chord's,
+    the flat one and the chords to the table's extreme points by the least area between
+    line and table -- the DeepPoly choice for a ReLU (flat or identity), generalized to
+    clipped, stepped requantizations.
+    """
+    n = len(t)
+    if n == 1:
+        return (0.0, float(t[0])), (0.0, float(t[0]))
+    r = np.arange(n, dtype=float)
+    t = t.astype(float)
+    cands = {0.0, (t[-1] - t[0]) / (n - 1)}
+    for k in (int(np.argmin(t)), int(np.argmax(t))):
+        if 0 < k < n - 1:
+            cands.update({(t[k] - t[0]) / k, (t[-1] - t[k]) / (n - 1 - k)})
+    best_l = best_u = None
+    for a in cands:
+        resid = t - a * r
+        lo, hi = float(resid.min()), float(resid.max())
+        area_l, area_u = float((resid - lo).sum()), float((hi - resid).sum())
+        if best_l is None or area_l < best_l[0]:
+            best_l = (area_l, a, lo)
+        if best_u is None or area_u < best_u[0]:
+            best_u = (area_u, a, hi)
+    # back to the root's own coordinate: value >= a * root + (lo - a * rlo)
+    return (best_l[1], best_l[2] - best_l[1] * rlo), (best_u[1], best_u[2] - best_u[1] * rlo)
+
+
 LinearRule = Callable[[list["Forms | None"], list["np.ndarray | None"], dict[str, Any]], "Forms | None"]
 
 #: op type -> affine rule: input forms (None for a constant input) and constants -> output forms
@@ -247,19 +278,17 @@ class LinearRefiner:
         self.stats["tables"] += 1
         t = table.astype(np.int64)
         self._tighten(name, np.array([i]), np.array([t.min()]), np.array([t.max()]))
-        r = np.arange(rlo, rhi + 1, dtype=float)
-        a = 0.0 if rhi == rlo else float(t[-1] - t[0]) / (rhi - rlo)
-        resid = t - a * r
-        bl, bu = float(resid.min()), float(resid.max())
+        (al, bl), (au, bu) = enclosing_lines(t, rlo)
         rf = self.ensure(rn)
         rLA, rUA = rf.LA.reshape(-1, self.n)[ri], rf.UA.reshape(-1, self.n)[ri]
         rLc, rUc = float(rf.Lc.flat[ri]), float(rf.Uc.flat[ri])
-        if a < 0:
-            rLA, rUA, rLc, rUc = rUA, rLA, rUc, rLc
-        f.LA.reshape(-1, self.n)[i] = a * rLA
-        f.Lc.flat[i] = a * rLc + bl
-        f.UA.reshape(-1, self.n)[i] = a * rUA
-        f.Uc.flat[i] = a * rUc + bu
+        # a line with a negative slope takes the root's opposite form
+        lA, lc = (rLA, rLc) if al >= 0 else (rUA, rUc)
+        uA, uc = (rUA, rUc) if au >= 0 else (rLA, rLc)
+        f.LA.reshape(-1, self.n)[i] = al * lA
+        f.Lc.flat[i] = al * lc + bl
+        f.UA.reshape(-1, self.n)[i] = au * uA
+        f.Uc.flat[i] = au * uc + bu
 
     def ensure(self, name: str) -> Forms:
         """Forms for every element of a tensor (resolving chains)."""

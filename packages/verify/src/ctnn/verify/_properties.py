@@ -129,3 +129,195 @@ class LocalRobustness(Property):
 
     def params(self):
         return {"label": self.label}
+
+
+def _beats(j: int, c: int) -> int:
+    """How much ``y[j] - y[c]`` must exceed for ``j`` to beat ``c``: -1 below ``c`` (ties win), else 0."""
+    return -1 if j < c else 0
+
+
+@register_property("targeted")
+class TargetedAttack(Property):
+    """A counterexample is an output classified as ``target`` (numpy argmax, ties to the lowest index).
+
+    No counterexample in the box proves that no input there is classified as ``target``.
+    """
+
+    def __init__(self, target: int):
+        self.label = int(target)
+
+    def proved_by_bounds(self, lo, hi):
+        lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
+        t = self.label
+        # some j beats the target everywhere in the box
+        return any(lo[j] - hi[t] > _beats(j, t) for j in range(len(lo)) if j != t)
+
+    def proved_by_forms(self, forms, xlo, xhi):
+        from ._linear import max_of
+
+        t = self.label
+        for j in range(len(forms.Lc)):
+            if j == t:
+                continue
+            # the least y[j] - y[t] can be is -(the most y[t] - y[j] can be)
+            if -np.floor(max_of(forms.UA[t] - forms.LA[j], forms.Uc[t] - forms.Lc[j], xlo, xhi)) > _beats(
+                j, t
+            ):
+                return True
+        return False
+
+    def split_weights(self, forms, xlo, xhi):
+        from ._linear import max_of
+
+        t = self.label
+        gaps = [(max_of(forms.UA[t] - forms.LA[j], forms.Uc[t] - forms.Lc[j], xlo, xhi), j)
+                for j in range(len(forms.Lc)) if j != t]  # fmt: skip
+        j = min(gaps)[1]  # the class closest to beating the target everywhere
+        return np.abs(forms.UA[t] - forms.LA[j])
+
+    def score(self, y):
+        y = np.asarray(y, np.int64)
+        t = self.label
+        # the target wins iff no j beats it: y[j] - y[t] <= beats(j, t), i.e. y[t] - y[j] + beats + 1 > 0
+        s = y[:, [t]] - y + np.array([_beats(j, t) + 1 for j in range(y.shape[1])])[None, :]
+        s[:, t] = np.iinfo(np.int64).max // 2
+        return s.min(axis=1)
+
+    def violation(self, y, lo, hi):
+        t = self.label
+        conds = []
+        for j in range(len(y)):
+            if j == t:
+                continue
+            # the target beats j
+            c = compare(">" if j < t else ">=", y[t], int(lo[t]), int(hi[t]), y[j], int(lo[j]), int(hi[j]))
+            if c is False:
+                return False
+            if c is not True:
+                conds.append(c)
+        if not conds:
+            return True
+        return conds[0] if len(conds) == 1 else z3.And(conds)
+
+    def params(self):
+        return {"target": self.label}
+
+
+class _Paired(Property):
+    """A property of a product graph's output ``[a_0..a_{m-1}, b_0..b_{m-1}]`` (see :mod:`._product`)."""
+
+    label = -1
+
+    def __init__(self, m: int):
+        self.m = int(m)
+
+
+@register_property("gap")
+class OutputGap(_Paired):
+    """A counterexample has ``|a_j - b_j| > threshold`` for some output ``j`` (or for ``output`` only)."""
+
+    def __init__(self, m: int, threshold: int, output: int | None = None):
+        super().__init__(m)
+        self.threshold = int(threshold)
+        self.output = None if output is None else int(output)
+
+    def _outputs(self) -> range | list[int]:
+        return range(self.m) if self.output is None else [self.output]
+
+    def _pairs(self):
+        """(upper, lower) index pairs: a counterexample has y[upper] - y[lower] > threshold for one."""
+        for j in self._outputs():
+            yield j, self.m + j
+            yield self.m + j, j
+
+    def proved_by_bounds(self, lo, hi):
+        lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
+        return all(int(hi[u]) - int(lo[d]) <= self.threshold for u, d in self._pairs())
+
+    def proved_by_forms(self, forms, xlo, xhi):
+        from ._linear import max_of
+
+        return all(np.floor(max_of(forms.UA[u] - forms.LA[d], forms.Uc[u] - forms.Lc[d], xlo, xhi))
+                   <= self.threshold for u, d in self._pairs())  # fmt: skip
+
+    def split_weights(self, forms, xlo, xhi):
+        from ._linear import max_of
+
+        def reach(p: tuple[int, int]) -> float:
+            return max_of(forms.UA[p[0]] - forms.LA[p[1]], forms.Uc[p[0]] - forms.Lc[p[1]], xlo, xhi)
+
+        u, d = max(self._pairs(), key=reach)
+        return np.abs(forms.UA[u] - forms.LA[d])
+
+    def gaps(self, y: np.ndarray) -> np.ndarray:
+        """Per row of a product output ``y`` [B, 2m]: the largest ``|a_j - b_j|`` over the outputs asked."""
+        y = np.asarray(y, np.int64)
+        j = list(self._outputs())
+        return np.abs(y[:, j] - y[:, [self.m + i for i in j]]).max(axis=1)
+
+    def score(self, y):
+        return self.gaps(np.atleast_2d(y)) - self.threshold
+
+    def violation(self, y, lo, hi):
+        from ._bv import Sym, is_sym
+
+        conds = []
+        for u, d in self._pairs():
+            t = self.threshold
+            # y[u] > y[d] + t, with the constant folded into the offset of y[d]
+            yd = Sym(y[d].off + t, y[d].term) if is_sym(y[d]) else int(y[d]) + t
+            c = compare(">", y[u], int(lo[u]), int(hi[u]), yd, int(lo[d]) + t, int(hi[d]) + t)
+            if c is True:
+                return True
+            if c is not False:
+                conds.append(c)
+        if not conds:
+            return False
+        return conds[0] if len(conds) == 1 else z3.Or(conds)
+
+    def params(self):
+        return {"threshold": self.threshold, "output": self.output}
+
+
+@register_property("argmax-agreement")
+class ArgmaxAgreement(_Paired):
+    """A counterexample has ``argmax(a) != argmax(b)`` (numpy argmax per half, ties to the lowest index)."""
+
+    def proved_by_bounds(self, lo, hi):
+        lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
+        m = self.m
+        for c in range(m):
+            # c can be a's argmax unless some j beats it everywhere ...
+            if any(lo[j] - hi[c] > _beats(j, c) for j in range(m) if j != c):
+                continue
+            # ... and then it must stay b's argmax everywhere
+            if not LocalRobustness(c).proved_by_bounds(lo[m:], hi[m:]):
+                return False
+        return True
+
+    def score(self, y):
+        y = np.asarray(np.atleast_2d(y), np.int64)
+        m = self.m
+        a, b = np.argmax(y[:, :m], axis=1), np.argmax(y[:, m:], axis=1)
+        out = np.empty(len(y), np.int64)
+        for i in range(len(y)):
+            # > 0 iff b's argmax beats a's in b, or a's beats b's in a: iff they differ
+            out[i] = max(LocalRobustness(int(a[i])).score(y[i : i + 1, m:])[0],
+                         LocalRobustness(int(b[i])).score(y[i : i + 1, :m])[0])  # fmt: skip
+        return out
+
+    def violation(self, y, lo, hi):
+        m = self.m
+        conds = []
+        for c in range(m):
+            loses_a = LocalRobustness(c).violation(y[:m], lo[:m], hi[:m])  # c is not a's argmax
+            loses_b = LocalRobustness(c).violation(y[m:], lo[m:], hi[m:])  # c is not b's argmax
+            if loses_a is True or loses_b is False:
+                continue
+            is_a = True if loses_a is False else z3.Not(loses_a)
+            conds.append(loses_b if is_a is True else (is_a if loses_b is True else z3.And(is_a, loses_b)))
+            if conds[-1] is True:
+                return True
+        if not conds:
+            return False
+        return conds[0] if len(conds) == 1 else z3.Or(conds)

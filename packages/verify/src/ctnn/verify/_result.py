@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 VERDICTS = ("robust", "vulnerable", "unknown")
-METHODS = ("interval", "attack", "smt")
+METHODS = ("interval", "attack", "smt", "enumeration")
 
 
 @dataclass
@@ -18,7 +18,8 @@ class VerificationResult:
     ``"vulnerable"`` (``counterexample`` is an input in the box, replayed on the numpy
     reference and in onnxruntime, whose prediction is ``counterexample_label`` != ``label``)
     or ``"unknown"`` (the solver ran out of time; ``reason`` says why). ``method`` is what
-    decided: the interval pre-pass, the attack, or the SMT solver.
+    decided: the interval pre-pass, the attack, the SMT solver, or (relational queries on a
+    small box) ``"enumeration"`` of every point.
     """
 
     verdict: str
@@ -42,6 +43,66 @@ class VerificationResult:
     @builtins.property
     def vulnerable(self) -> bool:
         return self.verdict == "vulnerable"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass
+class GapResult:
+    """The largest output gap of a relational query (bias, or two graphs' difference), by binary search.
+
+    ``gap`` is attained by the witness pair (both inputs replayed on the reference and in
+    onnxruntime); ``bound`` is proved: no pair in the query's domain differs by more.
+    ``exact`` is ``gap == bound`` (False when a query timed out; ``reason`` says which).
+    Gaps are in output codes, or in real units when ``scale`` is not 1 (``gap_codes / scale``
+    is then what the integer search found, see ``units``).
+    """
+
+    kind: str
+    gap: float
+    bound: float
+    exact: bool
+    output: int | None
+    witness: tuple[list[int], list[int]] | None = None
+    witness_outputs: tuple[list[int], list[int]] | None = None
+    witness_output: int | None = None
+    units: str = "codes"
+    queries: list[dict[str, Any]] = field(default_factory=list)
+    total_time_s: float = 0.0
+    reason: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass
+class EquivalenceResult:
+    """Whether two integer graphs agree everywhere in a box.
+
+    ``verdict`` is ``"equivalent"`` (proved), ``"different"`` (``counterexample`` is an input
+    in the box, replayed in both graphs, where they differ by more than ``delta`` — or, for
+    ``property == "argmax"``, predict different classes) or ``"unknown"`` (timeout).
+    """
+
+    verdict: str
+    property: str
+    delta: float
+    method: str
+    counterexample: list[int] | None = None
+    outputs: tuple[list[int], list[int]] | None = None
+    difference: float | None = None
+    units: str = "codes"
+    total_time_s: float = 0.0
+    reason: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @builtins.property
+    def equivalent(self) -> bool:
+        return self.verdict == "equivalent"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""

@@ -74,13 +74,83 @@ class NodeCtx:
         natural = const + sum(c * s.off for c, s in items if not s.is_bool)
         base = self.base(lo, hi, natural)
         w = width(lo - base, hi - base)
-        terms = [scaled(bv(s, w, 0 if s.is_bool else s.off), c) for c, s in items]
-        terms += [bv(p, w) * bv(q, w) for p, q in products]
+        if self.offsets:
+            terms = _grouped_sum(items, w)
+        else:
+            terms = [(scaled(bv(s, w, 0 if s.is_bool else s.off), c), None, w) for c, s in items]
+        terms += [(bv(p, w) * bv(q, w), None, w) for p, q in products]
         if natural != base or not terms:
-            terms.append(z3.BitVecVal(natural - base, w))
-        while len(terms) > 1:  # a balanced adder tree
-            terms = [a + b for a, b in zip(terms[::2], terms[1::2])] + ([terms[-1]] if len(terms) % 2 else [])
-        return Sym(base, terms[0])
+            terms.append((z3.BitVecVal(natural - base, w), None, w))
+        return Sym(base, _tree(terms, w))
+
+
+def _resize(t: z3.BitVecRef, n: int, w: int) -> z3.BitVecRef:
+    """``fit`` for a term whose width ``n`` is known (z3's ``size()`` is slow from Python)."""
+    if n == w:
+        return t
+    return z3.SignExt(w - n, t) if n < w else z3.Extract(w - 1, 0, t)
+
+
+Term = tuple[z3.BitVecRef, "tuple[int, int] | None", int]  # (term, its value range if known, its width)
+
+
+def _tree(terms: list[Term], w: int) -> z3.BitVecRef:
+    """A balanced adder tree; a node whose range is known is as wide as its range (at most ``w``).
+
+    Sums are computed modulo 2**w: a node that would need more bits wraps, and the wrap
+    cancels in the (exact, w-bit) result.
+    """
+    while len(terms) > 1:
+        nxt = []
+        for (a, ra, na), (b, rb, nb) in zip(terms[::2], terms[1::2]):
+            r = None if ra is None or rb is None else (ra[0] + rb[0], ra[1] + rb[1])
+            k = w if r is None else min(w, width(*r))
+            nxt.append((_resize(a, na, k) + _resize(b, nb, k), r, k))
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+    t, _, n = terms[0]
+    return _resize(t, n, w)
+
+
+_SIZES: dict[int, tuple[Sym, int]] = {}
+
+
+def _size(s: Sym) -> int:
+    """``s.term.size()``, remembered per element: one input feeds every neuron of a layer."""
+    hit = _SIZES.get(id(s))
+    if hit is not None and hit[0] is s:
+        return hit[1]
+    if len(_SIZES) > 1 << 17:
+        _SIZES.clear()
+    n = s.term.size()
+    _SIZES[id(s)] = (s, n)
+    return n
+
+
+def _grouped_sum(items: list[tuple[int, Sym]], w: int) -> list[Term]:
+    """``c * (value - off)`` summed per coefficient ``c`` first, each partial sum as narrow as its range.
+
+    Inputs sharing a weight are added in a few bits and multiplied once; a dense layer over
+    hundreds of narrow perturbations has far fewer wide adders and constant multipliers.
+    """
+    groups: dict[int, list[Term]] = {}
+    for c, s in items:
+        if s.is_bool:
+            leaf = (z3.If(s.term, z3.BitVecVal(1, 2), z3.BitVecVal(0, 2)), (0, 1), 2)
+        else:
+            n = _size(s)
+            leaf = (s.term, (-(1 << (n - 1)), (1 << (n - 1)) - 1), n)
+        groups.setdefault(c, []).append(leaf)
+    out = []
+    for c, leaves in groups.items():
+        lo, hi = sum(r[0] for _, r, _ in leaves), sum(r[1] for _, r, _ in leaves)
+        k = min(w, width(lo, hi))
+        total = _tree(leaves, k)
+        plo, phi = sorted((c * lo, c * hi))
+        kk = min(w, width(plo, phi))
+        out.append((scaled(_resize(total, k, kk), c), (plo, phi), kk))
+    return out
 
 
 SmtRule = Callable[[NodeCtx, list[np.ndarray | None]], list[np.ndarray]]

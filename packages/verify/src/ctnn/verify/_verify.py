@@ -10,10 +10,12 @@ import numpy as np
 import z3
 
 from ._attack import attack as run_attack
+from ._backends import Session, resolve
+from ._bv import compare
 from ._encoder import ENCODINGS, Encoding, encode
 from ._errors import EpsError, SampleError
 from ._interval import Bounds, interval_pass
-from ._linear import Forms
+from ._linear import Forms, max_of
 from ._network import ModelLike, Network, as_network
 from ._properties import LocalRobustness, Property
 from ._replay import replay
@@ -159,10 +161,12 @@ def _decide(
     seed: int,
     t0: float,
     split: float = 0.5,
+    solver: str = "auto",
 ) -> VerificationResult:
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
     label = getattr(q.prop, "label", -1)
+    solver = resolve(solver)
     common = {"label": label, "eps": eps, "property": q.prop.name, "encoding": encoding}
     stats: dict[str, Any] = {"box_log2_size": round(float(np.log2((q.hi - q.lo + 1).astype(float)).sum()), 2)}
 
@@ -205,23 +209,76 @@ def _decide(
         return done("robust", "smt")
     if cond is True:  # every input violates: the sample itself is a witness
         return witness(q.x0, "smt")
-    s = q.solver(enc, cond, timeout_s - (time.perf_counter() - t0))
+    goals = _robustness_goals(q, enc, stats) if isinstance(q.prop, LocalRobustness) and interval else None
+    if goals == []:
+        return done("robust", "smt")
+    return _solve(q, enc, cond, solver, t0 + timeout_s, done, witness, stats, goals)
+
+
+def _robustness_goals(q: _Query, enc: Encoding, stats: dict[str, Any]) -> list[z3.BoolRef] | None:
+    """One goal per class that may beat the label: classes the linear margin rules out are dropped,
+    the rest ordered by that margin, smallest first (the quick UNSATs before the hard ones)."""
+    if q.linear is None:
+        return None
+    f = q.linear.ensure(q.net.output_name)
+    n = q.linear.n
+    UA, Uc, LA, Lc = f.UA.reshape(-1, n), f.Uc.ravel(), f.LA.reshape(-1, n), f.Lc.ravel()
+    L = q.prop.label
+    lo, hi = enc.out_lo, enc.out_hi
+    ranked = []
+    for j in range(len(enc.outputs)):
+        if j == L:
+            continue
+        gap = max_of(UA[j] - LA[L], Uc[j] - Lc[L], q.linear.xlo, q.linear.xhi)
+        if np.floor(gap) <= (-1 if j < L else 0):
+            continue
+        c = compare(">=" if j < L else ">", enc.outputs[j], int(lo[j]), int(hi[j]), enc.outputs[L],
+                    int(lo[L]), int(hi[L]))  # fmt: skip
+        if c is True:
+            return None  # cannot happen for a sound pass: leave it to the generic path
+        if c is not False:
+            ranked.append((gap, j, c))
+    stats["classes_ruled_out_by_margin"] = len(enc.outputs) - 1 - len(ranked)
+    return [c for _, _, c in sorted(ranked, key=lambda g: g[:2])]
+
+
+def goals_of(cond: z3.BoolRef) -> list[z3.BoolRef]:
+    """A violation condition as separate goals: one per disjunct (e.g. per competing class)."""
+    return list(cond.children()) if z3.is_or(cond) else [cond]
+
+
+def _solve(q: _Query, enc: Encoding, cond: z3.BoolRef, solver: str, deadline: float, done: Any,
+           witness: Any, stats: dict[str, Any], goals: list[z3.BoolRef] | None = None) -> VerificationResult:  # fmt: skip
+    """The SMT stage: each goal checked incrementally on one solver instance; sat -> a replayed witness."""
     t = time.perf_counter()
-    r = s.check()
+    goals = goals_of(cond) if goals is None else goals
+    session = Session(enc.constraints, goals, solver, timeout_s=deadline - t)
+    stats["goals"] = len(goals)
+    open_goals, reason = 0, ""
+    for k in range(len(goals)):
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            open_goals += len(goals) - k
+            reason = reason or "timeout"
+            break
+        r = session.check(k, left)
+        if r == "unsat":
+            continue
+        if r == "sat":
+            stats.update(session.stats)
+            solver_s = time.perf_counter() - t
+            x = enc.input_codes_from(session.values(enc.variables))
+            m = session.z3_model()
+            expected = (np.array([enc.value(e, m) for e in enc.outputs], np.int64) if m is not None
+                        else enc.evaluate(x))  # fmt: skip
+            return witness(x, "smt", expected, solver_time_s=solver_s)
+        open_goals += 1
+        reason = reason or session.reason
+    stats.update(session.stats, open_goals=open_goals)
     solver_s = time.perf_counter() - t
-    st = s.statistics()
-    stats.update(
-        {k: st.get_key_value(k) for k in ("conflicts", "decisions", "sat-conflicts") if k in st.keys()}
-    )
-    stats["solver_calls"] = 1
-    if r == z3.unsat:
+    if open_goals == 0:
         return done("robust", "smt", solver_time_s=solver_s)
-    if r == z3.sat:
-        m = s.model()
-        x = enc.input_codes(m)
-        expected = np.array([enc.value(e, m) for e in enc.outputs], np.int64)
-        return witness(x, "smt", expected, solver_time_s=solver_s)
-    return done("unknown", "smt", solver_time_s=solver_s, reason=s.reason_unknown())
+    return done("unknown", "smt", solver_time_s=solver_s, reason=reason or "unknown")
 
 
 def _robustness_query(
@@ -256,6 +313,7 @@ def verify_robustness(
     encoding: str = "optimized",
     interval: bool = True,
     seed: int = 0,
+    solver: str = "auto",
 ) -> VerificationResult:
     """Local robustness of an integer ONNX graph in an L∞ box of ``eps`` input codes.
 
@@ -267,7 +325,8 @@ def verify_robustness(
 
     Per query: the interval pass (``interval``) → a cheap attack on the reference (``attack``)
     → z3 on what is left, with ``timeout_s`` for the whole query. A counterexample is always
-    replayed on the reference and in onnxruntime before it is returned.
+    replayed on the reference and in onnxruntime before it is returned. ``solver`` is ``"z3"``,
+    ``"bitwuzla"`` (the optional extra) or ``"auto"`` (the faster one installed).
 
     >>> import numpy as np
     >>> from ctnn.quant import random_integer_mlp
@@ -280,7 +339,7 @@ def verify_robustness(
     t0 = time.perf_counter()
     q, eps_out = _robustness_query(model, x_codes, eps, label, input_range)
     return _decide(q, eps=eps_out, timeout_s=timeout_s, attack=attack, interval=interval, encoding=encoding,
-                   seed=seed, t0=t0)  # fmt: skip
+                   seed=seed, t0=t0, solver=solver)  # fmt: skip
 
 
 def to_smtlib(

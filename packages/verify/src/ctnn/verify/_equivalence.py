@@ -1,0 +1,269 @@
+"""Differential equivalence of two integer graphs on one input box.
+
+Both graphs run on the same input inside one product graph (:mod:`._product`). Two notions:
+
+``verify_equivalence`` (and ``max_difference``)
+    ``|A_j(x) - B_j(x)| <= delta`` for every output ``j`` and every ``x`` in the box. With
+    ``units="codes"`` the outputs are compared as codes; with ``units="real"`` as dequantized
+    values ``scale·(q - zero_point)`` (scales and zero points from the sidecars, or given).
+    The real-unit comparison is exact: each scale (a binary float) is a fraction with a
+    power-of-two denominator, so with ``D`` their common denominator the product graph compares
+    the integers ``D·s_A·(q_A - z_A)`` and ``D·s_B·(q_B - z_B)`` against ``floor(D·delta)``.
+``verify_argmax_equivalence``
+    ``argmax A(x) == argmax B(x)`` everywhere (numpy argmax, ties to the lowest index).
+"""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from math import lcm
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ctnn.quant import read_sidecar, sidecar_path
+
+from ._errors import BoxError, UnsupportedError
+from ._network import ModelLike, Network, as_network
+from ._product import n_outputs
+from ._properties import ArgmaxAgreement, OutputGap
+from ._relational import Pairing, check_output, decide_boxes, input_box, max_gap
+from ._result import EquivalenceResult, GapResult
+
+UNITS = ("codes", "real")
+
+
+def _networks(
+    model_a: ModelLike, model_b: ModelLike, input_range: tuple[int, int] | None
+) -> tuple[Network, Network]:
+    a = as_network(model_a, input_range)
+    b = as_network(model_b, a.input_range if input_range is None else input_range)
+    if a.n_features != b.n_features:
+        raise BoxError(
+            f"the graphs take different inputs: {a.n_features} values per sample ({a.source}) and "
+            f"{b.n_features} ({b.source})"
+        )
+    ma, mb = n_outputs(a), n_outputs(b)
+    if ma != mb:
+        raise UnsupportedError(
+            f"the graphs have different output sizes: {ma} ({a.source}) and {mb} ({b.source})"
+        )
+    return a, b
+
+
+def _same_input(a: Network, b: Network, factors: tuple = (1, 1), zero_points: tuple = (0, 0)) -> Pairing:
+    """Both graphs on one input: the product reads every input column once, for both."""
+    n = a.n_features
+    return Pairing(a, b, n, np.arange(n), np.arange(n), a.input_range, factors, zero_points)
+
+
+def _output_quant(net: Network, given: Any) -> tuple[float, int]:
+    if given is not None:
+        s, z = (given, 0) if np.ndim(given) == 0 else given
+        return float(s), int(z)
+    if net.source == "<model>" or not sidecar_path(net.source).is_file():
+        raise BoxError(
+            f"units='real' needs the output scale of {net.source}: pass scales=((s_a, z_a), (s_b, z_b)) "
+            "or load the graph from a file with its sidecar"
+        )
+    sc = read_sidecar(Path(net.source))
+    return float(sc.output.scale), int(sc.output.zero_point)
+
+
+def _scaling(a: Network, b: Network, units: str, scales: Any, delta: Any) -> tuple[tuple, tuple, int, int]:
+    """(factors, zero points, integer threshold, denominator D) for comparing ``|A - B| > delta``."""
+    if units not in UNITS:
+        raise ValueError(f"units must be one of {UNITS}, got {units!r}")
+    try:
+        fd = Fraction(delta)
+    except (TypeError, ValueError):
+        raise BoxError(f"delta must be a number, got {delta!r}") from None
+    if fd < 0:
+        raise BoxError(f"delta must be >= 0, got {delta!r}")
+    if units == "codes":
+        return (1, 1), (0, 0), int(np.floor(fd)), 1
+    (sa, za), (sb, zb) = (
+        _output_quant(n, None if scales is None else scales[i]) for i, n in enumerate((a, b))
+    )
+    if not (sa > 0 and sb > 0 and np.isfinite(sa) and np.isfinite(sb)):
+        raise BoxError(f"output scales must be positive and finite, got {sa} and {sb}")
+    fa, fb = Fraction(sa), Fraction(sb)
+    d = lcm(fa.denominator, fb.denominator)
+    ka, kb = int(fa * d), int(fb * d)
+    for net, k, z in ((a, ka, za), (b, kb, zb)):
+        lo = np.full(net.n_features, net.input_range[0], np.int64)
+        info = np.iinfo(np.asarray(net.reference(lo)[net.output_name]).dtype)
+        if k * (max(abs(int(info.min)), int(info.max)) + abs(z)) >= 2**61:
+            raise UnsupportedError(
+                f"exact real units need a factor {k} on the outputs of {net.source}, which can "
+                "overflow int64: compare in codes (units='codes') or use scales with shorter binary fractions"
+            )
+    return (ka, kb), (za, zb), int(np.floor(fd * d)), d
+
+
+def verify_equivalence(
+    model_a: ModelLike,
+    model_b: ModelLike,
+    x_codes: Any = None,
+    eps: Any = None,
+    *,
+    box: tuple[Any, Any] | None = None,
+    delta: float = 0,
+    units: str = "codes",
+    scales: Any = None,
+    output: int | None = None,
+    timeout_s: float = 60.0,
+    input_range: tuple[int, int] | None = None,
+    attack: bool = True,
+    interval: bool = True,
+    encoding: str = "optimized",
+    seed: int = 0,
+    solver: str = "auto",
+) -> EquivalenceResult:
+    """Is ``|A_j(x) - B_j(x)| <= delta`` for every output ``j`` (or ``output``) and every ``x`` in the box?
+
+    The box is ``box=(lo, hi)``, or ``x_codes ± eps``, or the whole input code range (``input_range``,
+    else ``model_a``'s sidecar or input dtype). ``units`` is ``"codes"`` or ``"real"`` (see the
+    module docs; ``scales`` = ``((s_a, z_a), (s_b, z_b))`` overrides the sidecars).
+
+    >>> from ctnn.quant import random_integer_mlp
+    >>> from ctnn.verify import verify_equivalence
+    >>> a = random_integer_mlp([3, 4, 2], weight_bits=4, act_bits=4, in_bits=3, seed=0).to_onnx()
+    >>> verify_equivalence(a, a, input_range=(-4, 3)).verdict
+    'equivalent'
+    """
+    t0 = time.perf_counter()
+    a, b = _networks(model_a, model_b, input_range)
+    factors, zps, t, d = _scaling(a, b, units, scales, delta)
+    lo, hi = input_box(a, x_codes, eps, box)
+    pairing = _same_input(a, b, factors, zps)
+    out = check_output(pairing.m, output)
+    r, runs = decide_boxes(
+        pairing,
+        OutputGap(pairing.m, t, out),
+        [(lo, hi, None)],
+        timeout_s=timeout_s,
+        attack=attack,
+        interval=interval,
+        encoding=encoding,
+        seed=seed,
+        t0=t0,
+        solver=solver,
+    )
+    return _result(r, runs, "difference", float(delta), units, d, pairing, out, t0)
+
+
+def verify_argmax_equivalence(
+    model_a: ModelLike,
+    model_b: ModelLike,
+    x_codes: Any = None,
+    eps: Any = None,
+    *,
+    box: tuple[Any, Any] | None = None,
+    timeout_s: float = 60.0,
+    input_range: tuple[int, int] | None = None,
+    attack: bool = True,
+    interval: bool = True,
+    encoding: str = "optimized",
+    seed: int = 0,
+    solver: str = "auto",
+) -> EquivalenceResult:
+    """Do both graphs predict the same class (numpy argmax, ties to the lowest index) everywhere in the box?
+
+    >>> from ctnn.quant import random_integer_mlp
+    >>> from ctnn.verify import verify_argmax_equivalence
+    >>> a = random_integer_mlp([3, 4, 2], weight_bits=4, act_bits=4, in_bits=3, seed=0).to_onnx()
+    >>> verify_argmax_equivalence(a, a, input_range=(-4, 3)).equivalent
+    True
+    """
+    t0 = time.perf_counter()
+    a, b = _networks(model_a, model_b, input_range)
+    lo, hi = input_box(a, x_codes, eps, box)
+    pairing = _same_input(a, b)
+    r, runs = decide_boxes(
+        pairing,
+        ArgmaxAgreement(pairing.m),
+        [(lo, hi, None)],
+        timeout_s=timeout_s,
+        attack=attack,
+        interval=interval,
+        encoding=encoding,
+        seed=seed,
+        t0=t0,
+        solver=solver,
+    )
+    return _result(r, runs, "argmax", 0.0, "codes", 1, pairing, None, t0)
+
+
+def max_difference(
+    model_a: ModelLike,
+    model_b: ModelLike,
+    x_codes: Any = None,
+    eps: Any = None,
+    *,
+    box: tuple[Any, Any] | None = None,
+    units: str = "codes",
+    scales: Any = None,
+    output: int | None = None,
+    timeout_s: float = 60.0,
+    input_range: tuple[int, int] | None = None,
+    attack: bool = True,
+    interval: bool = True,
+    encoding: str = "optimized",
+    seed: int = 0,
+    solver: str = "auto",
+) -> GapResult:
+    """The largest ``|A_j(x) - B_j(x)|`` over the box, by binary search (a :class:`~ctnn.verify.GapResult`).
+
+    >>> from ctnn.quant import random_integer_mlp
+    >>> from ctnn.verify import max_difference
+    >>> a = random_integer_mlp([3, 4, 2], weight_bits=4, act_bits=4, in_bits=3, seed=0).to_onnx()
+    >>> max_difference(a, a, input_range=(-4, 3)).bound
+    0
+    """
+    a, b = _networks(model_a, model_b, input_range)
+    factors, zps, _, d = _scaling(a, b, units, scales, 0)
+    lo, hi = input_box(a, x_codes, eps, box)
+    pairing = _same_input(a, b, factors, zps)
+    return max_gap(
+        pairing,
+        [(lo, hi, None)],
+        kind="difference",
+        output=check_output(pairing.m, output),
+        timeout_s=timeout_s,
+        scale=d,
+        units=units,
+        attack=attack,
+        interval=interval,
+        encoding=encoding,
+        seed=seed,
+        solver=solver,
+    )
+
+
+def _result(r, runs, prop: str, delta: float, units: str, d: int, pairing: Pairing, output, t0: float):
+    kw: dict[str, Any] = {}
+    if runs is not None:
+        y = np.asarray(r.counterexample_output, np.int64)
+        m = pairing.m
+        idx = list(range(m)) if output is None else [output]
+        diff = int(np.abs(y[idx] - y[[m + j for j in idx]]).max())
+        kw = {
+            "counterexample": pairing.runs(r.counterexample)[0].tolist(),
+            "outputs": (runs[0].tolist(), runs[1].tolist()),
+            "difference": diff / d if d != 1 else diff,
+        }
+    verdict = {"robust": "equivalent", "vulnerable": "different"}.get(r.verdict, "unknown")
+    return EquivalenceResult(
+        verdict=verdict,
+        property=prop,
+        delta=delta,
+        method=r.method,
+        units=units,
+        total_time_s=time.perf_counter() - t0,
+        reason=r.reason,
+        stats=r.stats,
+        **kw,
+    )

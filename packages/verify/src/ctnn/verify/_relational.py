@@ -1,0 +1,360 @@
+"""Relational queries: two runs in one product graph, decided by the usual stages and replayed as a pair.
+
+A :class:`Pairing` holds the product graph (:mod:`._product`) and how its input columns feed
+the two runs. Every witness is replayed twice: the product graph on the reference and in
+onnxruntime (by the query itself), then each run on its own graph, again on the reference and
+in onnxruntime, which must reproduce the product's halves exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ._errors import BoxError, WitnessError
+from ._linear import Forms, max_of
+from ._network import Network
+from ._product import common_dtype, n_outputs, product_graph
+from ._properties import OutputGap, Property
+from ._replay import replay
+from ._result import GapResult, VerificationResult
+from ._verify import _decide, _integral, _Query, check_eps, check_sample
+
+
+def input_box(
+    net: Network, x_codes: Any = None, eps: Any = None, box: tuple[Any, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The flat box ``(lo, hi)``: ``box`` itself, an L∞ ball ``x_codes ± eps``, or the whole input domain.
+
+    Raises :class:`BoxError` naming the first value that does not fit the input codes.
+    """
+    rlo, rhi = net.input_range
+    if box is not None:
+        if x_codes is not None or eps is not None:
+            raise BoxError("give either box=(lo, hi) or x_codes and eps, not both")
+        try:
+            lo, hi = box
+        except (TypeError, ValueError):
+            raise BoxError(f"box must be a pair (lo, hi) of input code arrays, got {box!r}") from None
+        lo, hi = (_box_side(net, v, what) for v, what in ((lo, "lower"), (hi, "upper")))
+        bad = np.flatnonzero(lo > hi)
+        if len(bad):
+            i = int(bad[0])
+            raise BoxError(
+                f"the box is empty at feature {i}: lower bound {int(lo[i])} > upper bound {int(hi[i])}"
+            )
+        return lo, hi
+    if x_codes is None:
+        if eps is not None:
+            raise BoxError("eps needs a sample (x_codes) to centre the box on")
+        return np.full(net.n_features, rlo, np.int64), np.full(net.n_features, rhi, np.int64)
+    x = check_sample(net, x_codes)
+    e = check_eps(0 if eps is None else eps, net.n_features)
+    return np.maximum(x - e, rlo), np.minimum(x + e, rhi)
+
+
+def _box_side(net: Network, v: Any, what: str) -> np.ndarray:
+    a = np.asarray(v)
+    if a.ndim == 0:
+        a = np.full(net.n_features, a)
+    a = _integral(a, f"the box's {what} bounds", BoxError).ravel()
+    if a.size != net.n_features:
+        raise BoxError(f"the box's {what} bounds have {a.size} values, the input takes {net.n_features}")
+    rlo, rhi = net.input_range
+    out = np.flatnonzero((a < rlo) | (a > rhi))
+    if len(out):
+        i = int(out[0])
+        raise BoxError(
+            f"the box's {what} bound {int(a[i])} at feature {i} is outside the input code range "
+            f"[{rlo}, {rhi}]"
+        )
+    return a
+
+
+def check_output(m: int, output: Any) -> int | None:
+    """``output`` as an index into ``m`` outputs (None: all), or :class:`BoxError` naming it."""
+    if output is None:
+        return None
+    if (
+        isinstance(output, (bool, np.bool_))
+        or not isinstance(output, (int, np.integer))
+        or not 0 <= int(output) < m
+    ):
+        raise BoxError(f"output {output!r} is out of range: the graph has {m} output(s), indices 0..{m - 1}")
+    return int(output)
+
+
+#: boxes with at most this many points are decided by running every point (when the attack is on):
+#: a batched reference run of a small network costs microseconds per point
+ENUMERATE_MAX = 1 << 20
+ENUMERATE_CHUNK = 1 << 15
+
+
+class Pairing:
+    """The product of two runs: ``a`` on ``cols[index_a]`` and ``b`` on ``cols[index_b]``."""
+
+    def __init__(
+        self,
+        a: Network,
+        b: Network,
+        n_cols: int,
+        index_a: np.ndarray,
+        index_b: np.ndarray,
+        col_range: tuple[int, int],
+        factors: tuple[int, int] = (1, 1),
+        zero_points: tuple[int, int] = (0, 0),
+    ):
+        self.a, self.b = a, b
+        self.index_a, self.index_b = np.asarray(index_a, np.int64), np.asarray(index_b, np.int64)
+        self.factors, self.zero_points = factors, zero_points
+        self.m = n_outputs(a)
+        model = product_graph(
+            a,
+            b,
+            n_cols,
+            self.index_a,
+            self.index_b,
+            factors[0],
+            factors[1],
+            zero_points,
+            in_dtype=common_dtype(col_range),
+        )
+        self.net = Network(model, input_range=col_range)
+
+    def query(self, prop: Property, lo: np.ndarray, hi: np.ndarray, x0: np.ndarray | None = None) -> _Query:
+        x0 = (lo + hi) // 2 if x0 is None else np.clip(x0, lo, hi)
+        return _Query(
+            self.net, prop, np.asarray(x0, np.int64), np.asarray(lo, np.int64), np.asarray(hi, np.int64)
+        )
+
+    def runs(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The two runs' inputs for one flat product input."""
+        cols = np.asarray(cols, np.int64)
+        return cols[self.index_a], cols[self.index_b]
+
+    def replay_pair(self, cols: Any, y_product: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Run both inputs on their own graphs (reference and onnxruntime); they must match the product."""
+        outs = []
+        y_product = np.asarray(y_product, np.int64).ravel()
+        for net, x, half, k, z in zip(
+            (self.a, self.b),
+            self.runs(cols),
+            (y_product[: self.m], y_product[self.m :]),
+            self.factors,
+            self.zero_points,
+        ):
+            y_ref = np.asarray(net.reference(x)[net.output_name])
+            y_ort = np.asarray(net.onnxruntime(x))
+            if not np.array_equal(y_ref.ravel(), y_ort.ravel()):
+                raise WitnessError(
+                    f"the reference and onnxruntime disagree on a witness of {net.source}: "
+                    f"{y_ref.ravel().tolist()} vs {y_ort.ravel().tolist()} (x = {x.tolist()})"
+                )
+            y = y_ref.ravel().astype(np.int64)
+            if not np.array_equal(k * (y - z), half):
+                raise WitnessError(
+                    f"{net.source} alone gives {y.tolist()} on x = {x.tolist()}, but the product graph "
+                    f"claims {half.tolist()} (factor {k}, zero point {z}): a bug in ctnn-verify"
+                )
+            outs.append(y)
+        return outs[0], outs[1]
+
+
+def decide_boxes(
+    pairing: Pairing,
+    prop: Property,
+    boxes: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+    *,
+    timeout_s: float,
+    attack: bool = True,
+    interval: bool = True,
+    encoding: str = "optimized",
+    seed: int = 0,
+    solver: str = "auto",
+    t0: float | None = None,
+) -> tuple[VerificationResult, tuple[np.ndarray, np.ndarray] | None]:
+    """Decide ``prop`` on every box of the product (a union): the first witness, else robust or unknown.
+
+    Returns the query's result (on the product graph) and, for a witness, the two runs' replayed outputs.
+    """
+    t0 = time.perf_counter() if t0 is None else t0
+    unknown: VerificationResult | None = None
+    last: VerificationResult | None = None
+    for lo, hi, x0 in boxes:
+        left = timeout_s - (time.perf_counter() - t0)
+        if attack and np.log2((hi - lo + 1).astype(float)).sum() <= np.log2(ENUMERATE_MAX):
+            r = _enumerate(pairing, prop, lo, hi)
+            last = r
+            if r.vulnerable:
+                return r, pairing.replay_pair(r.counterexample, r.counterexample_output)
+            continue
+        q = pairing.query(prop, lo, hi, x0)
+        r = _decide(
+            q,
+            eps=None,
+            timeout_s=max(left, 0.01),
+            attack=attack,
+            interval=interval,
+            encoding=encoding,
+            seed=seed,
+            t0=time.perf_counter(),
+            solver=solver,
+        )
+        last = r
+        if r.vulnerable:
+            return r, pairing.replay_pair(r.counterexample, r.counterexample_output)
+        if r.verdict == "unknown":
+            unknown = r
+    return (unknown or last), None
+
+
+def _enumerate(pairing: Pairing, prop: Property, lo: np.ndarray, hi: np.ndarray) -> VerificationResult:
+    """Decide a small box exactly by running the product graph on every point of it (in chunks)."""
+    t0 = time.perf_counter()
+    axes = [np.arange(a, b + 1) for a, b in zip(lo, hi)]
+    total = int(np.prod([len(a) for a in axes]))
+    stats = {"box_log2_size": round(float(np.log2(total)), 2), "enumerated": total}
+    common = {"label": -1, "eps": None, "property": prop.name, "method": "enumeration", "stats": stats}
+    for start in range(0, total, ENUMERATE_CHUNK):
+        flat = np.arange(start, min(start + ENUMERATE_CHUNK, total))
+        grid = np.stack([a[i] for a, i in zip(axes, np.unravel_index(flat, [len(a) for a in axes]))], -1)
+        bad = np.flatnonzero(prop.violated(pairing.net.outputs(grid)))
+        if len(bad):
+            x = grid[int(bad[0])]
+            y = replay(pairing.net, prop, x, lo, hi)
+            return VerificationResult(
+                "vulnerable",
+                counterexample=x.tolist(),
+                counterexample_output=y.tolist(),
+                total_time_s=time.perf_counter() - t0,
+                **common,
+            )
+    return VerificationResult("robust", total_time_s=time.perf_counter() - t0, **common)
+
+
+def upper_gap(pairing: Pairing, boxes: list, output: int | None) -> int:
+    """A proved bound on ``|a_j - b_j|`` over the boxes, from interval and linear bounds."""
+    prop = OutputGap(pairing.m, 0, output)
+    best = 0
+    for lo, hi, x0 in boxes:
+        q = pairing.query(prop, lo, hi, x0)
+        q.bound(linear=True)
+        out = q.bounds[q.net.output_name]
+        olo, ohi = out.lo.ravel().astype(np.int64), out.hi.ravel().astype(np.int64)
+        forms = None
+        if q.linear is not None:
+            f = q.linear.ensure(q.net.output_name)
+            n = q.linear.n
+            forms = Forms(f.LA.reshape(-1, n), f.Lc.ravel(), f.UA.reshape(-1, n), f.Uc.ravel())
+        for u, d in prop._pairs():
+            v = int(ohi[u]) - int(olo[d])
+            if forms is not None:
+                fv = max_of(forms.UA[u] - forms.LA[d], forms.Uc[u] - forms.Lc[d], q.linear.xlo, q.linear.xhi)
+                v = min(v, int(np.floor(fv)))
+            best = max(best, v)
+    return best
+
+
+def _range_gap(pairing: Pairing) -> int:
+    """The trivial bound: the widest the two outputs can differ given their dtypes (the SMT-only search)."""
+    widths = []
+    for net, k, z in zip((pairing.a, pairing.b), pairing.factors, pairing.zero_points):
+        lo = np.full(net.n_features, net.input_range[0], np.int64)
+        info = np.iinfo(np.asarray(net.reference(lo)[net.output_name]).dtype)
+        widths.append((k * (int(info.min) - z), k * (int(info.max) - z)))
+    (alo, ahi), (blo, bhi) = widths
+    return max(ahi - blo, bhi - alo)
+
+
+def max_gap(
+    pairing: Pairing,
+    boxes: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+    *,
+    kind: str,
+    output: int | None = None,
+    timeout_s: float = 60.0,
+    scale: int = 1,
+    units: str = "codes",
+    attack: bool = True,
+    interval: bool = True,
+    encoding: str = "optimized",
+    seed: int = 0,
+    solver: str = "auto",
+    params: dict[str, Any] | None = None,
+) -> GapResult:
+    """The largest ``|a_j - b_j|`` over the boxes: binary search on the threshold, one query per step.
+
+    Invariant: a replayed witness pair attains ``gap``; no pair exceeds ``bound``. A query
+    ``gap > t`` with ``gap <= t < bound`` either finds a pair above ``t`` (raising ``gap``) or proves
+    there is none (lowering ``bound`` to ``t``), until they meet or the time runs out.
+    """
+    t0 = time.perf_counter()
+    m = pairing.m
+    idx = list(range(m)) if output is None else [output]
+    # the starting witness: the best box centre
+    best, witness = -1, None
+    for lo, hi, x0 in boxes:
+        x = (lo + hi) // 2 if x0 is None else np.clip(x0, lo, hi)
+        y = pairing.net.outputs(x[None])[0]
+        g = int(np.abs(y[idx] - y[[m + j for j in idx]]).max())
+        if g > best:
+            best, witness = g, (x, y)
+    bound = max(upper_gap(pairing, boxes, output) if interval else _range_gap(pairing), best)
+    queries: list[dict[str, Any]] = []
+    reason = ""
+    ceiling = bound  # thresholds at or above an undecided one are not tried again
+    while best < ceiling:
+        left = timeout_s - (time.perf_counter() - t0)
+        if left <= 0:
+            reason = "time ran out"
+            break
+        t = (best + ceiling) // 2
+        # a third of what is left per query (all of it near the end): a hard query above the true gap
+        # must not eat the budget that lower, easier thresholds could use
+        r, _ = decide_boxes(
+            pairing,
+            OutputGap(m, t, output),
+            boxes,
+            timeout_s=left if left < 3 else left / 3,
+            attack=attack,
+            interval=interval,
+            encoding=encoding,
+            seed=seed,
+            solver=solver,
+        )
+        queries.append({"threshold": t, "verdict": r.verdict, "method": r.method, "time_s": r.total_time_s})
+        if r.vulnerable:
+            y = np.asarray(r.counterexample_output, np.int64)
+            g = int(np.abs(y[idx] - y[[m + j for j in idx]]).max())
+            if g <= t or g > bound:
+                raise WitnessError(
+                    f"a witness for gap > {t} has gap {g} (proved bound {bound}): a bug in ctnn-verify"
+                )
+            best, witness = g, (np.asarray(r.counterexample, np.int64), y)
+        elif r.robust:
+            bound = ceiling = t
+        else:
+            ceiling = t
+            reason = f"query gap > {t} undecided ({r.reason})"
+    reason = "" if best == bound else f"the gap is in [{best}, {bound}]: {reason or 'time ran out'}"
+    x, y = witness
+    ya, yb = pairing.replay_pair(x, y)
+    xa, xb = pairing.runs(x)
+    diffs = np.abs(y[idx] - y[[m + j for j in idx]])
+    return GapResult(
+        kind=kind,
+        gap=best / scale if scale != 1 else best,
+        bound=bound / scale if scale != 1 else bound,
+        exact=best == bound,
+        output=output,
+        witness=(xa.tolist(), xb.tolist()),
+        witness_outputs=(ya.tolist(), yb.tolist()),
+        witness_output=idx[int(np.argmax(diffs))],
+        units=units,
+        queries=queries,
+        total_time_s=time.perf_counter() - t0,
+        reason=reason,
+        params=params or {},
+    )

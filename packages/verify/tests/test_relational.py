@@ -1,0 +1,174 @@
+"""Targeted attacks, bias and equivalence equal the exhaustive truth on tiny networks.
+
+Every box here is enumerated on the reference; the verifier runs twice per case: the full
+pipeline, and with the attack and the interval stages off so that the SMT solver decides.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from verify_helpers import box_of, enumerate_box, in_range
+
+from ctnn.quant import ReferenceInterpreter, random_integer_mlp
+from ctnn.verify import (
+    max_difference,
+    verify_argmax_equivalence,
+    verify_bias,
+    verify_equivalence,
+    verify_targeted,
+)
+
+STAGES = [{}, {"attack": False, "interval": False}]
+# relational queries on small boxes are enumerated when the attack is on: also run bounds + SMT without it
+REL_STAGES = [*STAGES, {"attack": False}]
+
+
+def _run(model, xs):
+    return np.asarray(ReferenceInterpreter(model).run({"x": xs.astype(np.int8)})["y"], np.int64)
+
+
+@pytest.mark.parametrize("kw", STAGES)
+def test_targeted_equals_enumeration(tiny_nets, kw):
+    methods = set()
+    for model, bits, sizes, seed in tiny_nets[:8]:
+        lo, hi = in_range(bits)
+        rng = np.random.default_rng(seed)
+        x0 = rng.integers(lo, hi + 1, size=sizes[0])
+        for eps in (0, 1, 2):
+            blo, bhi = box_of(x0, eps, lo, hi)
+            xs = enumerate_box(blo, bhi)
+            pred = np.argmax(_run(model, xs), axis=1)
+            for target in range(sizes[-1]):
+                r = verify_targeted(model, x0, eps, target, input_range=(lo, hi), **kw)
+                assert r.verdict == ("vulnerable" if np.any(pred == target) else "robust"), (
+                    seed,
+                    eps,
+                    target,
+                    r,
+                )
+                if r.vulnerable:
+                    cex = np.array(r.counterexample)
+                    assert np.all(blo <= cex) and np.all(cex <= bhi)
+                    assert int(np.argmax(_run(model, cex[None])[0])) == target == r.counterexample_label
+                methods.add(r.method)
+    assert methods >= ({"smt"} if kw else {"attack"})
+
+
+def _bias_truth(model, n, sens, values, lo, hi):
+    xs = enumerate_box(np.full(n, lo), np.full(n, hi))
+    best = 0
+    ys = {}
+    for v in values:
+        x = xs.copy()
+        x[:, sens] = v
+        ys[v] = _run(model, x)
+    for v1, v2 in itertools.combinations(values, 2):
+        best = max(best, int(np.abs(ys[v1] - ys[v2]).max()))
+    return best
+
+
+@pytest.mark.parametrize("kw", REL_STAGES)
+def test_bias_gap_equals_enumeration(kw):
+    for seed, (sizes, values) in enumerate([([3, 4, 1], [0, 1]), ([3, 3, 1], None), ([2, 4, 3], [-2, 0, 3])]):
+        bits = 3
+        lo, hi = in_range(bits)
+        model = random_integer_mlp(sizes, weight_bits=4, act_bits=4, in_bits=bits, seed=seed).to_onnx()
+        sens = seed % sizes[0]
+        vals = values if values is not None else list(range(lo, hi + 1))
+        truth = _bias_truth(model, sizes[0], sens, vals, lo, hi)
+        r = verify_bias(model, sens, sensitive_values=values, input_range=(lo, hi), timeout_s=60, **kw)
+        assert r.exact and r.gap == r.bound == truth, (seed, r)
+        xa, xb = (np.array(w) for w in r.witness)
+        assert np.array_equal(np.delete(xa, sens), np.delete(xb, sens)) and xa[sens] != xb[sens]
+        ya, yb = _run(model, xa[None])[0], _run(model, xb[None])[0]
+        assert ya.tolist() == r.witness_outputs[0] and yb.tolist() == r.witness_outputs[1]
+        assert int(np.abs(ya - yb).max()) == truth
+
+
+def test_bias_in_a_box_and_one_output():
+    lo, hi = in_range(3)
+    model = random_integer_mlp([3, 5, 2], weight_bits=4, act_bits=4, in_bits=3, seed=4).to_onnx()
+    x0 = np.array([1, -2, 0])
+    r = verify_bias(model, 2, x0, 1, sensitive_range=(-2, 2), output=1, input_range=(lo, hi))
+    blo, bhi = box_of(x0, 1, lo, hi)
+    blo[2], bhi[2] = 0, 0
+    xs = enumerate_box(blo, bhi)
+    outs = []
+    for v in range(-2, 3):
+        x = xs.copy()
+        x[:, 2] = v
+        outs.append(_run(model, x)[:, 1])
+    outs = np.stack(outs)
+    assert r.exact and r.gap == int((outs.max(0) - outs.min(0)).max())
+    assert r.witness_output == 1
+
+
+def _pair(seed):
+    sizes = [[3, 4, 2], [2, 3, 3], [3, 3, 2]][seed % 3]
+    bits = 3
+    a = random_integer_mlp(sizes, weight_bits=4, act_bits=4, in_bits=bits, seed=seed)
+    # the same weights at fewer activation bits: requantized outputs that mostly agree
+    b = random_integer_mlp(sizes, weight_bits=4, act_bits=3, in_bits=bits, seed=seed)
+    return a.to_onnx(), b.to_onnx(), sizes, bits
+
+
+@pytest.mark.parametrize("kw", REL_STAGES)
+def test_equivalence_equals_enumeration(kw):
+    for seed in range(4):
+        a, b, sizes, bits = _pair(seed)
+        lo, hi = in_range(bits)
+        x0 = np.random.default_rng(seed).integers(lo, hi + 1, size=sizes[0])
+        blo, bhi = box_of(x0, 2, lo, hi)
+        xs = enumerate_box(blo, bhi)
+        ya, yb = _run(a, xs), _run(b, xs)
+        diff = int(np.abs(ya - yb).max())
+        for delta in sorted({0, diff // 2, diff - 1, diff} - {-1}):
+            r = verify_equivalence(a, b, x0, 2, delta=delta, input_range=(lo, hi), **kw)
+            assert r.verdict == ("equivalent" if diff <= delta else "different"), (seed, delta, r)
+            if not r.equivalent:
+                x = np.array(r.counterexample)
+                assert r.difference > delta
+                assert r.outputs == (_run(a, x[None])[0].tolist(), _run(b, x[None])[0].tolist())
+        g = max_difference(a, b, x0, 2, input_range=(lo, hi), **kw)
+        assert g.exact and g.gap == diff
+        same = np.argmax(ya, 1) == np.argmax(yb, 1)
+        r = verify_argmax_equivalence(a, b, x0, 2, input_range=(lo, hi), **kw)
+        assert r.verdict == ("equivalent" if same.all() else "different"), (seed, r)
+        if not r.equivalent:
+            x = np.array(r.counterexample)
+            assert np.argmax(_run(a, x[None])[0]) != np.argmax(_run(b, x[None])[0])
+
+
+def test_equivalence_in_real_units():
+    a, b, sizes, bits = _pair(1)
+    lo, hi = in_range(bits)
+    xs = enumerate_box(np.full(sizes[0], lo), np.full(sizes[0], hi))
+    (sa, za), (sb, zb) = (0.375, 0), (0.8125, 1)
+    diff = np.abs(sa * (_run(a, xs) - za) - sb * (_run(b, xs) - zb)).max()
+    g = max_difference(a, b, units="real", scales=((sa, za), (sb, zb)), input_range=(lo, hi))
+    assert g.exact and g.gap == pytest.approx(diff) and g.units == "real"
+    for delta, verdict in ((diff, "equivalent"), (diff - 0.0625, "different")):
+        r = verify_equivalence(
+            a, b, delta=delta, units="real", scales=((sa, za), (sb, zb)), input_range=(lo, hi)
+        )
+        assert r.verdict == verdict
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), eps=st.integers(0, 3), delta=st.integers(0, 6))
+def test_equivalence_hypothesis(seed, eps, delta):
+    sizes = [3, 3, 2]
+    lo, hi = in_range(3)
+    a = random_integer_mlp(sizes, weight_bits=3, act_bits=4, in_bits=3, seed=seed).to_onnx()
+    b = random_integer_mlp(sizes, weight_bits=3, act_bits=4, in_bits=3, seed=seed + 1).to_onnx()
+    x0 = np.random.default_rng(seed).integers(lo, hi + 1, size=3)
+    blo, bhi = box_of(x0, eps, lo, hi)
+    xs = enumerate_box(blo, bhi)
+    diff = int(np.abs(_run(a, xs) - _run(b, xs)).max())
+    r = verify_equivalence(a, b, x0, eps, delta=delta, input_range=(lo, hi), attack=False, interval=False)
+    assert r.verdict == ("equivalent" if diff <= delta else "different")
