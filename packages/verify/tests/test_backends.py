@@ -6,7 +6,7 @@ import importlib.util
 
 import numpy as np
 import pytest
-from verify_helpers import exhaustive_truth, in_range
+from verify_helpers import box_of, enumerate_box, exhaustive_truth, in_range
 
 from ctnn.verify import SOLVERS, to_smtlib, verify_robustness
 from ctnn.verify._backends import Session, available, resolve
@@ -81,3 +81,55 @@ def test_bitwuzla_reads_the_exported_query():
     got = str(p.bitwuzla().check_sat())
     want = verify_robustness(model, x0, 3, input_range=(-8, 7), attack=False, interval=False).verdict
     assert got == {"robust": "unsat", "vulnerable": "sat"}[want]
+
+
+def _overflowing_requant_net():
+    """One dense layer whose int32 accumulator is cast to int64 before ``* M``: ``acc * 2**30``
+    wraps in int32 for every |acc| >= 2, so a fused chain that skips the Cast is wrong everywhere."""
+    from ctnn.quant import IntegerDense, IntegerMLP
+
+    layer = IntegerDense(weight=np.array([[3, -2], [1, 4]]), bias=np.array([2, 0], np.int32),
+                         multiplier=np.full(2, 1 << 30), shift=np.full(2, 30), lo=-128, hi=127,
+                         name="fc1")  # fmt: skip
+    return IntegerMLP([layer], in_bits=4, weight_bits=4, act_bits=8).to_onnx()
+
+
+def test_widening_cast_is_kept_in_fused_chains():
+    """Regression: the optimized encoding dropped a value-preserving Cast (int32 -> int64) from a fused
+    requantization chain and tabulated ``acc * M`` in int32; the solver's model (z3's or bitwuzla's)
+    then failed its replay with a WitnessError (digits8, sample 6, eps 3)."""
+    from ctnn.verify._verify import _robustness_query
+
+    model, x0, eps, (lo, hi) = _overflowing_requant_net(), np.array([1, 1]), 3, (-8, 7)
+    q, _ = _robustness_query(model, x0, eps, None, (lo, hi))
+    q.bound()
+    enc, _ = q.encode("optimized")
+    assert enc.stats["step_functions"] > 0  # the chain is fused: the code path under test
+    for x in enumerate_box(*box_of(x0, eps, lo, hi)):
+        assert enc.evaluate(x).tolist() == q.net.reference(x)[q.net.output_name].ravel().tolist(), x
+    label, robust, _ = exhaustive_truth(model, x0, eps, lo, hi)
+    assert not robust
+    for solver in [s for s in ("z3", "bitwuzla") if available(s)]:
+        r = verify_robustness(
+            model, x0, eps, input_range=(lo, hi), attack=False, interval=False, solver=solver
+        )
+        assert (r.verdict, r.method, r.stats["solver"]) == ("vulnerable", "smt", solver)
+
+
+def test_unknown_has_no_model():
+    """A check that runs out of time answers "unknown" and never yields values to replay."""
+    import z3
+
+    x, y = z3.BitVec("d0", 64), z3.BitVec("d1", 64)
+    # factoring a 64-bit semiprime: far beyond a millisecond for either solver
+    hard = [z3.UGT(x, 1), z3.UGT(y, 1), z3.ULT(x, 1 << 32), z3.ULT(y, 1 << 32)]
+    goal = x * y == z3.BitVecVal(4294967291 * 4294967279, 64)
+    for solver in [s for s in ("z3", "bitwuzla") if available(s)]:
+        s = Session(hard, [goal], solver=solver, timeout_s=0.001)
+        with pytest.raises(RuntimeError, match="no model to read"):
+            s.values([x])  # nothing checked yet
+        assert s.check(0, 0.001) == "unknown"
+        with pytest.raises(RuntimeError, match="no model to read: the last check answered 'unknown'"):
+            s.values([x, y])
+        with pytest.raises(RuntimeError, match="no model to read"):
+            s.z3_model()

@@ -64,6 +64,7 @@ class Session:
         self.guards = [z3.Bool(f"__goal{k}") for k in range(len(goals))]
         self.formula = list(constraints) + [z3.Implies(p, g) for p, g in zip(self.guards, goals)]
         self.stats: dict[str, Any] = {"solver": self.backend, "solver_calls": 0}
+        self._last = ""  # the last check's answer: a model is read only after "sat"
         if self.backend == "z3":
             self._s = z3.SolverFor("QF_BV")
             self._s.add(*self.formula)
@@ -100,16 +101,29 @@ class Session:
             self._s.set("timeout", ms)
             r = self._s.check(self.guards[k])
             self.reason = self._s.reason_unknown() if r == z3.unknown else ""
-            return str(r)
+            return self._answer(str(r))
         # bitwuzla's time-limit option is fixed per instance: a terminator bounds each check
         deadline = time.perf_counter() + timeout_s
         self._b.configure_terminator(lambda: time.perf_counter() > deadline)
         r = self._b.check_sat(self._funs[str(self.guards[k])])
         self.reason = "timeout" if str(r) == "unknown" else ""
-        return str(r)
+        return self._answer(str(r))
+
+    def _answer(self, r: str) -> str:
+        # anything but a definite sat/unsat (a terminated or interrupted check) is "unknown"
+        self._last = r if r in ("sat", "unsat") else "unknown"
+        return self._last
+
+    def _need_model(self) -> None:
+        if self._last != "sat":
+            raise RuntimeError(f"no model to read: the last check answered {self._last or 'nothing'!r}")
 
     def values(self, variables: list[z3.BitVecRef]) -> list[int]:
-        """Signed values of bit-vector variables in the last satisfying assignment."""
+        """Signed values of bit-vector variables in the last satisfying assignment.
+
+        Only after a check that answered ``"sat"``: an ``unknown`` (timeout) has no model to replay.
+        """
+        self._need_model()
         if self.backend == "z3":
             m = self._s.model()
             return [m.eval(v, model_completion=True).as_signed_long() for v in variables]
@@ -125,4 +139,5 @@ class Session:
         return out
 
     def z3_model(self) -> z3.ModelRef | None:
+        self._need_model()
         return self._s.model() if self.backend == "z3" else None

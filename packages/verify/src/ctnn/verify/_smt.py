@@ -419,7 +419,10 @@ def _cast(ctx: NodeCtx, ins):
         if to_bool:
             c = compare("!=", x, lo[0], hi[0], 0, 0, 0)
             return c if isinstance(c, bool) else Sym(0, c)
-        return x  # the walker wraps it into the target dtype
+        # the walker wraps it into the target dtype. A fresh element, never ``x`` itself: the walker
+        # continues a fused chain only for a new element, and a chain that skipped this Cast would
+        # tabulate the ops after it in the narrower dtype (int32 * M wrapping where int64 does not)
+        return Sym(x.off, x.term) if is_sym(x) else x
 
     return _map(ctx, ins, f)
 
