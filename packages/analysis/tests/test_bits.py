@@ -101,7 +101,7 @@ def test_bias_vs_bits():
     rows = [{"bits": 4, "gap": 0.2}, {"bits": 4, "gap": 0.5, "bound": 0.7}, {"bits": 4, "gap": 0.1, "bound": 0.6},
             {"bits": 8, "gap": 0.05, "verdict": "timeout"}]  # fmt: skip
     b = bias_vs_bits(rows, float_gap=0.04, unit="normexam")
-    assert b.gap == {4: 0.5, 8: 0.05} and b.bound == {4: 0.6, 8: None}
+    assert b.gap == {4: 0.5, 8: 0.05} and b.bound == {4: 0.7, 8: None}
     assert b.queries == {4: 3, 8: 1} and b.timeouts == {4: 0, 8: 1}
     headers, table = b.table()
     assert table[-1][0] == "float" and "normexam" in headers[1]

@@ -9,26 +9,48 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: Every family ctnn-models can build and ctnn-quant can quantize.
+ALL_FAMILIES = ("mlp", "continuous_net", "ltc", "ctrnn", "lstm", "gru", "lipschitz_rnn", "lem")
+SIM_TARGETS = ("cortex-m3", "cortex-m4")  # checked on ``sim_inputs`` inputs only (``fpga``: ``fpga_inputs``)
+
 
 @dataclass
 class PipelineConfig:
     """Everything ``ctnn pipeline`` does, with defaults that finish in minutes on 2 cores."""
 
-    dataset: str = "digits"
+    dataset: str = "digits"  # the feed-forward families (MLP, ContinuousNet) and the robustness campaign
+    seq_dataset: str = "italy_power_demand"  # the recurrent families (digits rows when it is unavailable)
     seed: int = 0
+    families: list[str] = field(default_factory=lambda: list(ALL_FAMILIES))
     mlp_sizes: list[int] = field(default_factory=lambda: [64, 32, 10])
-    epochs: int = 60
-    ltc_units: int = 16
-    ltc_epochs: int = 20
+    epochs: int = 60  # MLP
+    continuous_epochs: int = 10
+    ltc_units: int = 8  # units of every recurrent family
+    ltc_epochs: int = 40  # epochs of every recurrent family (early stopping after 10 without progress)
     ltc_ode_unfolds: int = 6
-    weight_bits: list[int] = field(default_factory=lambda: [4, 6, 8])
+    weight_bits: list[int] = field(default_factory=lambda: [4, 6, 8])  # every family is quantized at these
     act_bits: int | None = None  # None: the same as the weight bit-width
     in_bits: int = 8
+    robustness_bits: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6, 7, 8, 16])  # MLP campaign
     eps: list[int] = field(default_factory=lambda: [1, 2])
-    samples: int = 10
-    timeout_s: float = 30.0
-    deploy_inputs: int = 1000
-    deploy_targets: list[str] = field(default_factory=lambda: ["llvm", "c"])
+    samples: int = 4
+    timeout_s: float = 20.0
+    bias_bits: list[int] = field(default_factory=lambda: [4, 6, 8])  # [] skips the exam-scores bias study
+    bias_samples: int = 2
+    bias_eps: int = 1
+    float_baselines: bool = True  # IBP/PGD on the float MLP: the float-vs-integer disagreements
+    deploy_inputs: int = 200
+    deploy_targets: list[str] = field(default_factory=lambda: ["llvm", "c", "cortex-m4", "fpga"])
+    deploy_families: list[str] = field(default_factory=lambda: ["mlp", "ltc", "exam"])  # exam: the regressor
+    deploy_bits: int = 8
+    sim_inputs: int = 4  # inputs run under qemu (Cortex-M targets)
+    fpga_inputs: int = 1  # inputs run in the HDL simulator
+    # the fpga target builds only these (simulating the 8-bit LTC, ~60k cycles an input, takes minutes)
+    fpga_families: list[str] = field(default_factory=lambda: ["mlp", "exam"])
+    # yosys synthesis: minutes for the digits MLP or the LTC on 2 cores, seconds for the exam regressor
+    synth_families: list[str] = field(default_factory=lambda: ["exam"])
+    synth_family: str = "ice40"  # the FPGA family yosys maps to (ctnn.deploy: ice40, ecp5, xilinx)
+    analyses: bool = True
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> PipelineConfig:
@@ -55,16 +77,24 @@ class PipelineConfig:
     def validate(self, source: str = "<config>") -> None:
         from ctnn.quant import check_bits
 
-        for b in self.weight_bits:
+        for b in [*self.weight_bits, *self.robustness_bits, *self.bias_bits, self.deploy_bits]:
             check_bits(b, f"{source}: weight bit-width")
+        for f in self.families:
+            if f not in ALL_FAMILIES:
+                raise ValueError(f"{source}: unknown family {f!r}; known: {list(ALL_FAMILIES)}")
+        for f in [*self.deploy_families, *self.synth_families, *self.fpga_families]:
+            if f not in (*ALL_FAMILIES, "exam"):
+                raise ValueError(f"{source}: cannot deploy {f!r}; known: {[*ALL_FAMILIES, 'exam']}")
+        if "mlp" not in self.families:
+            raise ValueError(f"{source}: families must include 'mlp' (the robustness campaign verifies it)")
         if self.act_bits is not None:
             check_bits(self.act_bits, f"{source}: activation bit-width")
         check_bits(self.in_bits, f"{source}: input bit-width")
         for e in self.eps:
             if not isinstance(e, int) or e < 0:
                 raise ValueError(f"{source}: eps must be non-negative integers (input codes), got {e!r}")
-        if self.samples < 1 or self.timeout_s <= 0:
-            raise ValueError(f"{source}: samples must be >= 1 and timeout_s > 0")
+        if self.samples < 1 or self.timeout_s <= 0 or self.bias_samples < 1 or self.bias_eps < 0:
+            raise ValueError(f"{source}: samples, bias_samples must be >= 1, bias_eps >= 0, timeout_s > 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

