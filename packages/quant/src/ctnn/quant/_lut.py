@@ -50,6 +50,19 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 
+def resolve_function(
+    fn: str | Callable[[np.ndarray], np.ndarray], in_scale: float, out_scale: float, what: str
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``fn`` by name from :data:`LUT_FUNCTIONS` (or as given), after checking both scales (``what`` names the form)."""
+    if isinstance(fn, str):
+        if fn not in LUT_FUNCTIONS:
+            raise ValueError(f"unknown {what} function {fn!r}; known: {sorted(LUT_FUNCTIONS)}")
+        fn = LUT_FUNCTIONS[fn]
+    if not (np.isfinite(in_scale) and in_scale > 0 and np.isfinite(out_scale) and out_scale > 0):
+        raise ValueError(f"{what} scales must be positive and finite, got {in_scale} and {out_scale}")
+    return fn
+
+
 def lut_table(
     fn: str | Callable[[np.ndarray], np.ndarray],
     in_scale: float,
@@ -62,12 +75,7 @@ def lut_table(
 ) -> np.ndarray:
     """The int64 table of ``fn`` over every signed ``in_bits``-bit input code (index ``q - lo``)."""
     in_bits = check_bits(in_bits, "LUT input bit-width")
-    if isinstance(fn, str):
-        if fn not in LUT_FUNCTIONS:
-            raise ValueError(f"unknown LUT function {fn!r}; known: {sorted(LUT_FUNCTIONS)}")
-        fn = LUT_FUNCTIONS[fn]
-    if not (np.isfinite(in_scale) and in_scale > 0 and np.isfinite(out_scale) and out_scale > 0):
-        raise ValueError(f"LUT scales must be positive and finite, got {in_scale} and {out_scale}")
+    fn = resolve_function(fn, in_scale, out_scale, "LUT")
     if out_lo > out_hi:
         raise ValueError(f"empty LUT output range [{out_lo}, {out_hi}]")
     lo, hi = signed_range(in_bits)

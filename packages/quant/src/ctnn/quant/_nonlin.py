@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._graph import GraphBuilder
-from ._lut import LUT_FUNCTIONS, apply_lut, emit_lut_shared, lut_table, round_half_away
+from ._lut import apply_lut, emit_lut_shared, lut_table, resolve_function, round_half_away
 from ._semantics import check_bits, round_div, signed_range
 
 #: The representations :func:`make_activation` can build.
@@ -119,12 +119,7 @@ def pwl_fit(
 ) -> PwlActivation:
     """Chords of ``fn`` over ``segments`` equal spans of the signed ``in_bits`` input codes."""
     in_bits = check_bits(in_bits, "PWL input bit-width")
-    if isinstance(fn, str):
-        if fn not in LUT_FUNCTIONS:
-            raise ValueError(f"unknown activation function {fn!r}; known: {sorted(LUT_FUNCTIONS)}")
-        fn = LUT_FUNCTIONS[fn]
-    if not (np.isfinite(in_scale) and in_scale > 0 and np.isfinite(out_scale) and out_scale > 0):
-        raise ValueError(f"PWL scales must be positive and finite, got {in_scale} and {out_scale}")
+    fn = resolve_function(fn, in_scale, out_scale, "PWL")
     if int(segments) < 1:
         raise ValueError(f"PWL needs at least one segment, got {segments}")
     lo, hi = signed_range(in_bits)
