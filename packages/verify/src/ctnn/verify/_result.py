@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 VERDICTS = ("robust", "vulnerable", "unknown")
-METHODS = ("interval", "attack", "smt", "enumeration")
+METHODS = ("interval", "attack", "bab", "smt", "enumeration")
 
 
 @dataclass
@@ -18,7 +18,8 @@ class VerificationResult:
     ``"vulnerable"`` (``counterexample`` is an input in the box, replayed on the numpy
     reference and in onnxruntime, whose prediction is ``counterexample_label`` != ``label``)
     or ``"unknown"`` (the solver ran out of time; ``reason`` says why). ``method`` is what
-    decided: the interval pre-pass, the attack, the SMT solver, or (relational queries on a
+    decided: the interval pre-pass, the attack, branch and bound on backward linear bounds
+    (``"bab"``, MLP-shaped graphs), the SMT solver, or (relational queries on a
     small box) ``"enumeration"`` of every point.
     """
 

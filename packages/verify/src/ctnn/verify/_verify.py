@@ -10,6 +10,7 @@ import numpy as np
 import z3
 
 from ._attack import attack as run_attack
+from ._bab import prove_robustness
 from ._backends import Session, resolve
 from ._bv import compare
 from ._encoder import ENCODINGS, Encoding, encode
@@ -161,6 +162,7 @@ def _decide(
     seed: int,
     t0: float,
     split: float = 0.5,
+    bab: float = 0.5,
     solver: str = "auto",
 ) -> VerificationResult:
     if encoding not in ENCODINGS:
@@ -193,7 +195,22 @@ def _decide(
         stats.update(attack_s=time.perf_counter() - t, attack_evals=evals)
         if x is not None:
             return witness(x, "attack")
-    if interval and split > 0:
+    bab_proved: set[int] = set()
+    layered = False
+    if interval and bab > 0 and isinstance(q.prop, LocalRobustness):
+        t = time.perf_counter()
+        others = [j for j in range(len(q.y0)) if j != q.prop.label]
+        got = prove_robustness(q.net, q.dtypes, q.bounds, q.lo, q.hi, q.prop.label, others,
+                               t + bab * (timeout_s - (t - t0)), q.prop.violated)  # fmt: skip
+        if got is not None:
+            layered = True
+            bab_proved, x, st = got
+            stats.update(st, bab_s=time.perf_counter() - t, bab_classes_proved=len(bab_proved))
+            if x is not None:
+                return witness(x, "bab")
+            if len(bab_proved) == len(others):
+                return done("robust", "bab")
+    if interval and split > 0 and not layered:
         t = time.perf_counter()
         left = timeout_s - (t - t0)
         verdict, x, boxes = split_search(q, t + split * left)
@@ -209,15 +226,21 @@ def _decide(
         return done("robust", "smt")
     if cond is True:  # every input violates: the sample itself is a witness
         return witness(q.x0, "smt")
-    goals = _robustness_goals(q, enc, stats) if isinstance(q.prop, LocalRobustness) and interval else None
+    goals = (
+        _robustness_goals(q, enc, stats, bab_proved)
+        if isinstance(q.prop, LocalRobustness) and interval
+        else None
+    )
     if goals == []:
         return done("robust", "smt")
     return _solve(q, enc, cond, solver, t0 + timeout_s, done, witness, stats, goals)
 
 
-def _robustness_goals(q: _Query, enc: Encoding, stats: dict[str, Any]) -> list[z3.BoolRef] | None:
-    """One goal per class that may beat the label: classes the linear margin rules out are dropped,
-    the rest ordered by that margin, smallest first (the quick UNSATs before the hard ones)."""
+def _robustness_goals(q: _Query, enc: Encoding, stats: dict[str, Any],
+                      proved: set[int] = frozenset()) -> list[z3.BoolRef] | None:  # fmt: skip
+    """One goal per class that may beat the label: classes the linear margin rules out (or branch
+    and bound proved, ``proved``) are dropped, the rest ordered by that margin, smallest first
+    (the quick UNSATs before the hard ones)."""
     if q.linear is None:
         return None
     f = q.linear.ensure(q.net.output_name)
@@ -227,7 +250,7 @@ def _robustness_goals(q: _Query, enc: Encoding, stats: dict[str, Any]) -> list[z
     lo, hi = enc.out_lo, enc.out_hi
     ranked = []
     for j in range(len(enc.outputs)):
-        if j == L:
+        if j == L or j in proved:
             continue
         gap = max_of(UA[j] - LA[L], Uc[j] - Lc[L], q.linear.xlo, q.linear.xhi)
         if np.floor(gap) <= (-1 if j < L else 0):
@@ -314,6 +337,7 @@ def verify_robustness(
     interval: bool = True,
     seed: int = 0,
     solver: str = "auto",
+    bab: bool = True,
 ) -> VerificationResult:
     """Local robustness of an integer ONNX graph in an L∞ box of ``eps`` input codes.
 
@@ -324,7 +348,9 @@ def verify_robustness(
     defaults to the reference's prediction on ``x_codes``.
 
     Per query: the interval pass (``interval``) → a cheap attack on the reference (``attack``)
-    → z3 on what is left, with ``timeout_s`` for the whole query. A counterexample is always
+    → on an MLP-shaped graph, branch and bound on backward linear bounds per competing class
+    (``bab``, at most half the time left) → z3 on the classes left, with ``timeout_s`` for the
+    whole query. A counterexample is always
     replayed on the reference and in onnxruntime before it is returned. ``solver`` is ``"z3"``,
     ``"bitwuzla"`` (the optional extra) or ``"auto"`` (the faster one installed).
 
@@ -339,7 +365,7 @@ def verify_robustness(
     t0 = time.perf_counter()
     q, eps_out = _robustness_query(model, x_codes, eps, label, input_range)
     return _decide(q, eps=eps_out, timeout_s=timeout_s, attack=attack, interval=interval, encoding=encoding,
-                   seed=seed, t0=t0, solver=solver)  # fmt: skip
+                   seed=seed, t0=t0, solver=solver, bab=0.5 if bab else 0.0)  # fmt: skip
 
 
 def to_smtlib(

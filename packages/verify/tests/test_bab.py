@@ -1,0 +1,131 @@
+"""Branch and bound's parts are sound: step-function lines, backward bounds, the LP's dual bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import sparse
+from verify_helpers import in_range
+
+from ctnn.quant import random_integer_mlp
+from ctnn.verify._bab import LayeredBounds, leaf_witness, lp_min, prove_margin
+from ctnn.verify._interval import interval_pass
+from ctnn.verify._layered import evaluate_chain, layers_of, tabulate_runs
+from ctnn.verify._network import Network
+from ctnn.verify._properties import LocalRobustness
+
+
+def _setup(seed: int, sizes=(6, 8, 5, 4), eps: int = 3):
+    bits = 4
+    model = random_integer_mlp(list(sizes), weight_bits=4, act_bits=4, in_bits=bits, seed=seed).to_onnx()
+    lo, hi = in_range(bits)
+    net = Network(model, (lo, hi))
+    rng = np.random.default_rng(seed)
+    x0 = rng.integers(lo, hi + 1, size=sizes[0])
+    xlo, xhi = np.maximum(x0 - eps, lo), np.minimum(x0 + eps, hi)
+    env = net.reference(x0, keep=True)
+    dtypes = {k: np.asarray(v).dtype for k, v in env.items()}
+    box = {net.input_name: (xlo.reshape(net.sample_shape), xhi.reshape(net.sample_shape))}
+    bounds, _ = interval_pass(net.ref.nodes, net.ref.constants, dtypes, box, linear=False)
+    layers = layers_of(net, dtypes)
+    assert layers is not None and len(layers) == len(sizes) - 1
+    samples = rng.integers(xlo, xhi + 1, size=(400, sizes[0]))
+    return net, layers, dtypes, bounds, xlo, xhi, samples
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_step_function_lines_enclose_the_reference(seed):
+    net, layers, _, bounds, *_ = _setup(seed)
+    rng = np.random.default_rng(seed)
+    for layer in layers:
+        b = bounds[layer.acc]
+        lo, hi = b.lo.ravel().astype(np.int64), b.hi.ravel().astype(np.int64)
+        runs = tabulate_runs(layer, net.ref.constants, lo, hi)
+        for _ in range(5):  # random sub-intervals, as branches see them
+            a = rng.integers(lo, hi + 1)
+            c = rng.integers(lo, hi + 1)
+            sub_lo, sub_hi = np.minimum(a, c), np.maximum(a, c)
+            z = np.arange(int((sub_hi - sub_lo).max()) + 1)[:, None] + sub_lo[None, :]
+            z = np.minimum(z, sub_hi)
+            g = evaluate_chain(layer, net.ref.constants, z, layer.acc_dtype)
+            for al, cl, cu in runs.candidates(sub_lo, sub_hi):
+                assert np.all(al * z + cl <= g + 1e-9) and np.all(g <= al * z + cu + 1e-9)
+            al, cl, au, cu = runs.lines(sub_lo, sub_hi)
+            assert np.all(al * z + cl <= g + 1e-9) and np.all(g <= au * z + cu + 1e-9)
+            vmin, vmax = runs.range(sub_lo, sub_hi)
+            assert np.array_equal(vmin, g.min(0)) and np.array_equal(vmax, g.max(0))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_backward_bounds_hold_on_executions_and_beat_nothing_impossible(seed):
+    net, layers, _, bounds, xlo, xhi, samples = _setup(seed)
+    lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
+    assert lb.ok
+    env = net.ref.run({net.input_name: samples.astype(net.input_dtype)}, keep=True)
+    ls, us = lb.root
+    for k, layer in enumerate(layers):
+        z = np.asarray(env[layer.acc], np.int64).reshape(len(samples), -1)
+        assert np.all(ls[k] <= z.min(0)) and np.all(z.max(0) <= us[k])
+    y = np.asarray(env[net.output_name], np.int64).reshape(len(samples), -1)
+    assert np.array_equal(lb.forward(samples), y)  # the layered view computes the graph itself
+    rels = lb.relax([a.copy() for a in ls], [a.copy() for a in us], len(layers))
+    for other in range(1, y.shape[1]):
+        low, _, lam, c = lb.margin(0, other, rels, ls, us)
+        margin = y[:, 0] - y[:, other]
+        assert low <= margin.min() + 1e-9
+        assert np.all(samples @ lam + c <= margin + 1e-6)  # the affine form under the margin
+        lp_low, x_lp, _ = lb.lp_margin(0, other, ls, us)
+        assert lp_low <= margin.min() + 1e-9
+        assert x_lp is not None and np.all(xlo - 1e-6 <= x_lp) and np.all(x_lp <= xhi + 1e-6)
+
+
+def test_lp_bound_is_sound_and_an_empty_set_is_certified():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = 5
+        A = sparse.csr_matrix(rng.integers(-3, 4, size=(4, n)).astype(float))
+        b = rng.integers(-2, 6, size=4).astype(float)
+        E = sparse.csr_matrix(np.zeros((0, n)))
+        c = rng.normal(size=n)
+        vlo, vhi = np.full(n, -2.0), np.full(n, 2.0)
+        low, v = lp_min(c, A, b, E, np.zeros(0), vlo, vhi)
+        pts = rng.uniform(-2, 2, size=(20000, n))
+        ok = np.all(pts @ A.toarray().T <= b, axis=1)
+        if ok.any():
+            assert low <= (pts[ok] @ c).min() + 1e-9
+        if np.isinf(low) and low > 0:
+            assert not ok.any()
+    # x <= -1 and x >= 1 on the box [-2, 2]: empty, and proved so
+    A = sparse.csr_matrix(np.array([[1.0], [-1.0]]))
+    low, v = lp_min(np.array([1.0]), A, np.array([-1.0, -1.0]), sparse.csr_matrix(np.zeros((0, 1))),
+                    np.zeros(0), np.array([-2.0]), np.array([2.0]))  # fmt: skip
+    assert low == np.inf and v is None
+
+
+def test_branch_and_bound_verdicts_match_sampling_and_leaves_are_exact():
+    found = set()
+    for seed in range(6):
+        net, layers, dtypes, bounds, xlo, xhi, samples = _setup(seed, sizes=(4, 6, 5, 3), eps=2)
+        lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
+        y = lb.forward(samples)
+        label = int(np.argmax(lb.forward(((xlo + xhi) // 2)[None])[0]))
+        prop = LocalRobustness(label)
+        for other in range(y.shape[1]):
+            if other == label:
+                continue
+            thr = 1 if other < label else 0
+            verdict, x, _ = prove_margin(lb, label, other, thr, 1e18, prop.violated)
+            found.add(verdict)
+            margin = y[:, label] - y[:, other]
+            if verdict == "proved":
+                assert margin.min() >= thr
+            if verdict == "violated":
+                assert np.all(xlo <= x) and np.all(x <= xhi)
+                assert prop.violated(lb.forward(x[None]))[0]  # some class beats the label there
+            # the exact leaf query on the root intervals agrees with sampling where sampling found a violation
+            if margin.min() < thr:
+                r, w = leaf_witness(lb, *lb.root, label, other, thr, 30.0)
+                assert r == "sat"
+                out = lb.forward(w[None])[0]
+                assert out[label] - out[other] < thr
+    assert {"proved", "violated"} <= found
