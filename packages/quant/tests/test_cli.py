@@ -90,3 +90,27 @@ def test_quantize_errors(digits, tmp_path, capsys):
     save_checkpoint(LTCClassifier(8, 4, 10, ode_unfolds=1), other, {"dataset": digits.summary()})
     assert "LTCClassifier" in err(str(other), "--out", out)
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_quantize_variable_length_with_a_wide_state(tmp_path, capsys):
+    """JapaneseVowels (NaN-padded) through the CLI, with a 16-bit LSTM cell state."""
+    data = load_dataset("japanese_vowels", seed=0)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_classifier("lstm", data, units=8)
+    train_classifier(model, data, epochs=2, lr=1e-2, seed=0, progress=False)
+    ckpt = tmp_path / "lstm" / "model.safetensors"
+    save_checkpoint(model, ckpt, {"dataset": data.summary()})
+    out = tmp_path / "jv.onnx"
+    assert main(f"quantize {ckpt} --bits 6 --state-bits 16 --calib-size 64 --out {out}".split()) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["dataset"] == "japanese_vowels" and report["int_test_accuracy"] > 0.3  # chance is 0.11
+    sc = read_sidecar(out)
+    hp = sc.hyperparameters
+    assert hp["state_bits"] == 16 and hp["pad_code"] == -128 and sc.input.lo == -127
+    x = np.asarray(data.X_test, np.float64).reshape(-1, hp["steps"], hp["in_features"])
+    codes = sc.input.quantize(np.nan_to_num(x))
+    codes[np.isnan(x).all(axis=2)] = hp["pad_code"]
+    codes = codes.reshape(len(x), -1)
+    y_ort = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": codes})[0]
+    np.testing.assert_array_equal(ReferenceInterpreter(str(out)).run({"x": codes})["y"], y_ort)

@@ -141,8 +141,12 @@ def test_bad_inputs_are_clear_errors(trained, digits):
     with pytest.raises(ValueError, match=r"must have shape \[N, 48\] or \[N, 6, 8\], got \[10, 64\]"):
         quantize_sequence_classifier(model, np.zeros((10, 64)), steps=6)
     nan = digits.X_train[:10].copy()
-    nan[:, -8:] = np.nan
-    with pytest.raises(ValueError, match="NaN padding"):
+    nan[:, -8:] = (
+        np.nan
+    )  # right padding is a shorter sequence (see test_padding.py); an empty one is an error
+    assert quantize_sequence_classifier(model, nan).hyperparameters["pad_code"] == -128
+    nan[3, :8] = np.nan
+    with pytest.raises(ValueError, match="a sequence has no valid step"):
         quantize_sequence_classifier(model, nan)
     with pytest.raises(ValueError, match="weight_clip"):
         quantize_sequence_classifier(model, digits.X_train, weight_clip="max")
@@ -229,3 +233,67 @@ def test_float_simulation_matches_the_model(trained, digits, family):
     with torch.no_grad():
         ref = model(torch.as_tensor(x, dtype=torch.float64).float()).double().numpy()
     np.testing.assert_allclose(logits, ref, atol=2e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family,solver", [("lipschitz_rnn", "euler"), ("lipschitz_rnn", "rk2"),
+                                           ("ctrnn", "euler"), ("ctrnn", "rk4"), ("lstm", None), ("gru", None)])  # fmt: skip
+@pytest.mark.parametrize("wb,ab,sb", [(8, 8, 16), (4, 6, 12)])
+def test_wide_state_is_exact(digits, family, solver, wb, ab, sb):
+    """A ``state_bits`` accumulator with an ``act_bits`` view: reference == onnxruntime == numpy, bit for bit."""
+    torch.manual_seed(1)
+    opts = dict(solver=solver, **FAMILIES[family]) if solver else {}
+    model = build_classifier(family, digits, units=16, **opts)
+    q = quantize_sequence_classifier(model, digits.X_train[:200], weight_bits=wb, act_bits=ab, state_bits=sb,
+                                     input_range=digits.value_range)  # fmt: skip
+    assert q.net.state_bits == sb and q.hyperparameters["state_bits"] == sb
+    onnx_model = q.to_onnx()
+    check_model(onnx_model)
+    if ab == 8 and wb == 8:  # the matmuls read the 8-bit view: still int8 x int8
+        assert {n.op_type for n in onnx_model.graph.node} >= {"MatMulInteger"}
+    codes = (
+        np.random.default_rng(sb).integers(q.input.lo, q.input.hi + 1, size=(1000, 64)).astype(q.input.dtype)
+    )
+    codes = np.concatenate([codes, q.quantize_input(digits.X_test)])
+    ref = ReferenceInterpreter(onnx_model).run({"x": codes}, keep=True)
+    got = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": codes}
+    )[0]
+    np.testing.assert_array_equal(got, ref["y"])
+    np.testing.assert_array_equal(q.forward_codes(codes), ref["y"])
+    assert len(np.unique(ref["y"])) > 3
+    if family in ("lstm", "gru"):  # the wide state is the cell state (LSTM) or h (GRU): int16 containers
+        stored = [n.output[0] for n in onnx_model.graph.node if n.op_type == "Cast" and n.attribute[0].i == 5]
+        assert stored, "no int16 state in the graph"
+        return
+    h = ref["t7u0/h" if family == "lipschitz_rnn" else "t7u1/h"]
+    assert h.dtype == np.int16 and np.abs(h).max() > 2 ** (ab - 1)  # the state uses its wider range
+
+
+def test_wide_state_keeps_small_euler_steps():
+    """Lipschitz RNN (ε = 0.03) on BasicMotions (T = 100): an 8-bit state rounds the increments away."""
+    data = load_dataset("basic_motions", seed=0)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_classifier("lipschitz_rnn", data, units=32)
+    train_classifier(model, data, epochs=60, lr=5e-3, batch_size=16, seed=0, patience=None, progress=False,
+                     clip_grad_norm=1.0)  # fmt: skip
+    float_acc = accuracy(model, data.X_test, data.y_test)
+    accs = {}
+    for sb in (8, 16):
+        q = quantize_sequence_classifier(model, data.X_train, weight_bits=8, act_bits=8, state_bits=sb)
+        accs[sb] = float((q.predict(data.X_test) == data.y_test).mean())
+    ACCURACIES[("lipschitz_rnn", "basic_motions", "state 8 / 16")] = (float_acc, accs[16])
+    assert float_acc >= 0.7, float_acc
+    assert accs[16] >= float_acc - 0.05, (float_acc, accs)
+    assert accs[8] <= accs[16] - 0.2, accs  # the failure the wide state fixes
+
+
+def test_state_bits_errors(trained, digits):
+    with pytest.raises(ValueError, match=r"state_bits \(6\) must be >= act_bits \(8\)"):
+        quantize_sequence_classifier(trained["ctrnn"], digits.X_train[:20], state_bits=6)
+    with pytest.raises(BitWidthError, match="state bit-width must be in 2..16, got 20"):
+        quantize_sequence_classifier(trained["ctrnn"], digits.X_train[:20], state_bits=20)
+    with pytest.raises(
+        ValueError, match="state_bits applies to the lipschitz_rnn, ctrnn, lstm, gru families, not .lem."
+    ):
+        quantize_sequence_classifier(trained["lem"], digits.X_train[:20], state_bits=16)

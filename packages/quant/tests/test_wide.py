@@ -5,9 +5,12 @@ import onnxruntime as ort
 import pytest
 
 from ctnn.quant import (
+    IntegerDense,
+    IntegerRecurrent,
     IntervalOps,
     PwlActivation,
     ReferenceInterpreter,
+    Requant,
     Rq,
     absmax,
     check_model,
@@ -142,3 +145,40 @@ def test_calibration_methods():
         assert np.square(q * s - w).sum() <= np.square(qt * st - w).sum()  # per channel is at least as close
     with pytest.raises(ValueError, match="calibration must be one of"):
         absmax(a, "entropy")
+
+
+def test_mse_weight_clip_reaches_below_a_tenth_of_the_max():
+    """A few 1/std-sized rows (a folded input normalization) must not set the scale of every other weight."""
+    rng = np.random.default_rng(3)
+    w = rng.normal(scale=0.1, size=(28, 32))
+    w[0] *= 150.0  # a near-constant input feature: its folded weights are ~100x the rest
+    x = rng.normal(size=(2000, 28))
+    x[:, 0] *= 1e-3  # ... and its inputs are ~0
+    q, s = quantize_weight(w, 4, method="mse", inputs=x)
+    assert s[0] < 0.1 * np.abs(w).max() / 7  # a threshold below 0.1·max: the old search could not go there
+    assert (q[1:] != 0).mean() > 0.5  # the ordinary weights keep codes
+    qm, sm = quantize_weight(w, 4, method="minmax")
+    assert (qm[1:] != 0).mean() < 0.1  # min-max rounds them to zero
+    err = np.square(x @ (q * s) - x @ w).sum()
+    assert err < 0.2 * np.square(x @ (qm * sm) - x @ w).sum()
+
+
+def test_deferred_overflow_check_only_inside_its_block():
+    from ctnn.quant import overflow_check_deferred
+
+    rng = np.random.default_rng(0)
+    H = 4
+    kw = dict(family="ctrnn", steps=2, in_features=1, unfolds=1, in_bits=8, weight_bits=8, act_bits=8,
+              U=np.ones((1, H), np.int64), bu=np.zeros(H, np.int32),
+              rq_u=Requant(np.full(H, 1, np.int64), np.zeros(H, np.int64)),
+              W=rng.integers(-127, 128, (H, H)), rq_w=Requant(np.full(H, 2**50, np.int64), np.zeros(H, np.int64)),
+              rq_t=Requant(np.ones(H, np.int64), np.zeros(H, np.int64)), tanh_table=np.arange(-128, 128, dtype=np.int64),
+              head=IntegerDense(np.ones((H, 2), np.int64), np.zeros(2, np.int32), np.ones(2, np.int64),
+                                np.zeros(2, np.int64), -128, 127, "head"),
+              rq_d=Requant(np.ones(H, np.int64), np.zeros(H, np.int64)))  # fmt: skip
+    with pytest.raises(OverflowError, match="rq_w"):
+        IntegerRecurrent(**kw)
+    with overflow_check_deferred():
+        net = IntegerRecurrent(**kw)  # QAT builds many models; the check waits for the one it returns
+    with pytest.raises(OverflowError, match="rq_w"):
+        net.check_overflow()

@@ -9,7 +9,7 @@ ctnn-models networks) loads on first use and needs the ``ctnn-quant[torch]`` ext
 from importlib import import_module
 from typing import Any
 
-from ._calibrate import CALIBRATIONS, absmax, quantize_weight, real_range
+from ._calibrate import CALIBRATIONS, FrozenRanges, absmax, quantize_weight, real_range
 from ._continuous_int import IntegerContinuousNet, IntegerStage
 from ._dialect import (
     MIN_OPSET,
@@ -27,7 +27,7 @@ from ._lem_int import IntegerLEM
 from ._ltc_int import IntegerLTC
 from ._lut import LUT_FUNCTIONS, apply_lut, emit_lut, lut_table
 from ._nonlin import NONLINEARITY_KINDS, LutActivation, PwlActivation, make_activation, pwl_fit
-from ._program import IntervalOps, NumpyOps, OnnxOps, ProgramModel, Rq, check_program
+from ._program import IntervalOps, NumpyOps, OnnxOps, ProgramModel, Rq, check_program, overflow_check_deferred
 from ._qdq import QDQImportError, import_qdq
 from ._recurrent import RECURRENT_FAMILIES, IntegerRecurrent, Requant
 from ._reference import REFERENCE_OPS, ReferenceInterpreter, register_op, run_reference
@@ -43,7 +43,7 @@ from ._semantics import (
 )
 from ._sidecar import Sidecar, TensorQuant, read_sidecar, sha256_file, sidecar_path, write_sidecar
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # torch-side names, imported lazily so that the core never pulls torch
 _LAZY = {
@@ -55,6 +55,7 @@ _LAZY = {
     "supported_families": "._quantize",
     "UnsupportedFamilyError": "._quantize",
     "QATModel": "._qat",
+    "integer_forward": "._qat",
     "qat_finetune": "._qat",
     "quantize": "._quantize",
     "model_family": "._quantize",
@@ -85,7 +86,7 @@ __all__ = [
     "requantize", "round_div", "signed_range", "trunc_div", "Sidecar", "TensorQuant",
     "read_sidecar", "sha256_file", "sidecar_path", "write_sidecar", "LUT_FUNCTIONS", "apply_lut",
     "emit_lut", "lut_table", "RECURRENT_FAMILIES", "IntegerRecurrent", "Requant", "IntegerLTC",
-    "IntegerLEM", "QDQImportError", "import_qdq", "CALIBRATIONS", "absmax", "quantize_weight", "real_range",
+    "IntegerLEM", "QDQImportError", "import_qdq", "CALIBRATIONS", "FrozenRanges", "overflow_check_deferred", "absmax", "quantize_weight", "real_range",
     "IntegerContinuousNet", "IntegerStage", "IntegerGated", "NONLINEARITY_KINDS", "LutActivation",
     "PwlActivation", "make_activation", "pwl_fit", "IntervalOps", "NumpyOps", "OnnxOps", "ProgramModel", "Rq",
     "check_program", *_LAZY,

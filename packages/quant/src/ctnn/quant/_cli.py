@@ -84,6 +84,8 @@ def _quantize(args: argparse.Namespace) -> int:
     opts = {"calibration": args.calibration}
     if args.per_channel:
         opts["per_channel"] = True
+    if args.state_bits is not None:
+        opts["state_bits"] = args.state_bits
     input_range = tuple(data.value_range) if family == "mlp" else None
     float_acc = float(accuracy(model, data.X_test, data.y_test))
     if args.qat:
@@ -98,7 +100,7 @@ def _quantize(args: argparse.Namespace) -> int:
             model, calib, args.bits, args.act_bits, args.in_bits, input_range=input_range, **opts
         )
     X_test = np.asarray(data.X_test, np.float64)
-    if np.isnan(X_test).any():
+    if family in ("mlp", "continuous_net") and np.isnan(X_test).any():
         raise ValueError(f"data set {name!r} has variable-length (NaN-padded) samples; the integer graph needs "
                          "fixed-length sequences")  # fmt: skip
     acc = float((q.predict(X_test) == np.asarray(data.y_test)).mean())
@@ -123,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--act-bits", type=int, default=8, help="activation bit-width (2-16)")
     q.add_argument("--in-bits", type=int, default=8, help="input bit-width (2-16)")
     q.add_argument("--per-channel", action="store_true", help="weight scales per output channel")
+    q.add_argument(
+        "--state-bits", type=int, help="state accumulator bit-width (lipschitz_rnn, ctrnn, lstm, gru)"
+    )
     q.add_argument("--calibration", default="minmax", help="range calibration (minmax, percentile, …)")
     q.add_argument("--data", help="data set for accuracy and QAT (default: the one the checkpoint records)")
     q.add_argument(

@@ -18,7 +18,7 @@ from ._graph import IntegerDense
 from ._lut import LUT_FUNCTIONS
 from ._nonlin import make_activation
 from ._ptq import QuantizedModel
-from ._recurrent_ptq import _requant
+from ._recurrent_ptq import _requant, hold
 from ._semantics import asymmetric_scale, container_dtype, signed_range
 from ._sidecar import TensorQuant
 
@@ -43,12 +43,13 @@ def _params(model: torch.nn.Module) -> dict:
     return {"Wx": Wx, "bx": bx, "Wh": Wh, "bh": bh, "Wo": Wo, "bo": bo, "H": Wh.shape[0]}
 
 
-def _simulate(family: str, p: dict, x: np.ndarray) -> dict:
+def _simulate(family: str, p: dict, x: np.ndarray, valid: np.ndarray | None = None) -> dict:
     H = p["H"]
     h = np.zeros((len(x), H))
     c = np.zeros((len(x), H))
     rec: dict[str, list] = {k: [] for k in ("pre", "c", "h", "hn", "hin")}
     for t in range(x.shape[1]):
+        h_prev, c_prev = h, c
         rec["hin"].append(h)
         gi = x[:, t] @ p["Wx"] + p["bx"]
         gh = h @ p["Wh"] + p["bh"]
@@ -66,6 +67,7 @@ def _simulate(family: str, p: dict, x: np.ndarray) -> dict:
             pre = np.concatenate([gi[:, : 2 * H] + gh[:, : 2 * H], pn], axis=1)
             h = (1 - z) * np.tanh(pn) + z * h
             rec["hn"].append(gh[:, 2 * H :])
+        h, c = hold(valid, t, h, h_prev), hold(valid, t, c, c_prev)
         rec["pre"].append(pre)
         rec["h"].append(h)
     return {**{k: np.stack(v) for k, v in rec.items() if v}, "h_last": h, "y": h @ p["Wo"] + p["bo"]}
@@ -84,11 +86,13 @@ def quantize_gated(
     pre_clip: float,
     per_channel: bool = False,
     nonlinearity: str = "lut",
+    state_bits: int | None = None,
+    valid: np.ndarray | None = None,
 ) -> QuantizedModel:
     """The LSTM/GRU branch of :func:`~ctnn.quant.quantize_sequence_classifier` (``x``: checked ``[N, T, F]``)."""
     family = model.family
     p = _params(model)
-    sim = _simulate(family, p, x)
+    sim = _simulate(family, p, x, valid)
     T, F, H = x.shape[1], x.shape[2], p["H"]
     G = 4 if family == "lstm" else 3
     ilo, ihi = signed_range(in_bits)
@@ -104,11 +108,13 @@ def quantize_gated(
     Wxq, s_wx = quantize_weight(p["Wx"], weight_bits, per_channel, weight_clip,
                                 x[sub].reshape(-1, F) if mse else None, percentile)  # fmt: skip
     bx = np.round(p["bx"] / (s_x * s_wx)).astype(np.int64) - z_x * Wxq.sum(axis=0)
+    sb = state_bits or act_bits
+    wide = 1 << (sb - act_bits)  # the wide state's codes per act_bits code of its view
     if family == "lstm":
-        s_c = absmax(sim["c"], calibration, act_bits, percentile) / ahi
+        s_c = absmax(sim["c"], calibration, sb, percentile) / signed_range(sb)[1]  # the cell state (sb bits)
         s_h = absmax(sim["h"], calibration, act_bits, percentile) / ahi
     else:
-        s_h = 1.0 / ahi
+        s_h = 1.0 / ahi  # the view's scale; the wide h has s_h / wide
     Whq, s_wh = quantize_weight(p["Wh"], weight_bits, per_channel, weight_clip,
                                 sim["hin"][:, sub].reshape(-1, H) if mse else None, percentile)  # fmt: skip
     bh = np.round(p["bh"] / (s_h * s_wh)).astype(np.int64)
@@ -122,7 +128,7 @@ def quantize_gated(
     if family == "lstm":
         acts = {"sig_i": act("sigmoid", s_pre[0], 0), "sig_f": act("sigmoid", s_pre[1], 0),
                 "tanh_g": act("tanh", s_pre[2], alo), "sig_o": act("sigmoid", s_pre[3], 0),
-                "tanh_c": act("tanh", s_c, alo)}  # fmt: skip
+                "tanh_c": act("tanh", s_c * wide, alo)}  # fmt: skip
         rq = {
             "fc": _requant(s_gate, H),
             "ig": _requant(s_gate * s_gate / s_c, H),
@@ -146,13 +152,15 @@ def quantize_gated(
     net = IntegerGated(
         family=family, steps=T, in_features=F, in_bits=in_bits, weight_bits=weight_bits, act_bits=act_bits,
         Wx=Wxq, bx=bx, rq_x=_requant(s_x * s_wx / group, G * H), Wh=Whq, bh=bh, rq_h=rq_h, acts=acts, rq=rq, head=head,
+        state_bits=sb,
     )  # fmt: skip
     inq = TensorQuant("x", [None, T * F], in_bits, ilo, ihi, s_x, z_x, str(container_dtype(ilo, ihi)))
     outq = TensorQuant("y", [None, C], act_bits, alo, ahi, s_y, 0, str(container_dtype(alo, ahi)))
     hp = {
         "steps": T, "in_features": F, "units": H, "in_bits": in_bits, "calibration": calibration,
         "weight_clip": weight_clip, "per_channel": per_channel, "nonlinearity": nonlinearity,
-        "input_layout": "flat time-major [N, T*F]", "scales": {"state": s_h, "pre_activation": s_pre.tolist()},
+        "input_layout": "flat time-major [N, T*F]", "state_bits": sb,
+        "scales": {"state": s_h, "pre_activation": s_pre.tolist(), **({"cell": s_c} if family == "lstm" else {})},
         "rounding": "round half away from zero via truncating Div, per term",
     }  # fmt: skip
     return QuantizedModel(net=net, input=inq, output=outq, family=family, hyperparameters=hp)

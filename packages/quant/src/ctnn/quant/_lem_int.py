@@ -32,7 +32,7 @@ import onnx
 
 from ._graph import IntegerDense
 from ._nonlin import Activation, LutActivation
-from ._program import ProgramModel, Rq, dense, store
+from ._program import ProgramModel, Rq, dense, hold_state, pad_name, store
 from ._recurrent import Requant
 from ._sequence import IntegerSequenceModel
 
@@ -60,6 +60,7 @@ class IntegerLEM(ProgramModel, IntegerSequenceModel):
     family: str = "lem"
     meta: dict = field(default_factory=dict)
     acts: dict | None = None  # optional PWL functions replacing the tables (same keys)
+    pad_code: int | None = None  # variable-length input: a step whose first code is this is padding
 
     def __post_init__(self) -> None:
         for k in ("sig1", "sig2", "tanh_z", "tanh_y"):
@@ -87,6 +88,7 @@ class IntegerLEM(ProgramModel, IntegerSequenceModel):
             return ops.act(ops.clip(ops.add(a, c), lo, hi), self.activation(name), name)
 
         for t in range(self.steps):
+            y_prev, z_prev = y, z
             zx = ops.rd(
                 ops.add_const(ops.matmul(ops.step_input(t), self.V, "V"), self.bv, "bv"), self.rq_v, "rq_v"
             )
@@ -94,11 +96,15 @@ class IntegerLEM(ProgramModel, IntegerSequenceModel):
             g1 = lut(ops.cols(zx, 0, H), ops.cols(zy, 0, H), "sig1")
             g2 = lut(ops.cols(zx, H, 2 * H), ops.cols(zy, H, 2 * H), "sig2")
             tz = lut(ops.cols(zx, 3 * H, 4 * H), ops.cols(zy, 2 * H, 3 * H), "tanh_z")
-            z = store(ops, ops.add(z, ops.rd(ops.mul(g2, ops.sub(tz, z)), gate, "gate")), lo, hi, f"t{t}/z")
+            z = store(ops, ops.add(z, ops.rd(ops.mul(g2, ops.sub(tz, z)), gate, "gate")), lo, hi,
+                      pad_name(self, f"t{t}/z"))  # fmt: skip
             ty = lut(
                 ops.cols(zx, 2 * H, 3 * H), ops.rd(ops.matmul(z, self.Wz, "Wz"), self.rq_z, "rq_z"), "tanh_y"
             )
-            y = store(ops, ops.add(y, ops.rd(ops.mul(g1, ops.sub(ty, y)), gate, "gate")), lo, hi, f"t{t}/y")
+            y = store(ops, ops.add(y, ops.rd(ops.mul(g1, ops.sub(ty, y)), gate, "gate")), lo, hi,
+                      pad_name(self, f"t{t}/y"))  # fmt: skip
+            z = hold_state(self, ops, t, z_prev, z, lo, hi, f"t{t}/z")
+            y = hold_state(self, ops, t, y_prev, y, lo, hi, f"t{t}/y")
         return dense(ops, y, self.head, "head")
 
     def to_onnx(self, name: str = "ctnn_lem") -> onnx.ModelProto:

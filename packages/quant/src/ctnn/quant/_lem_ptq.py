@@ -11,7 +11,7 @@ from ._lem_int import IntegerLEM
 from ._lut import LUT_FUNCTIONS
 from ._nonlin import make_activation
 from ._ptq import QuantizedModel
-from ._recurrent_ptq import _absmax, _requant
+from ._recurrent_ptq import _absmax, _requant, hold
 from ._semantics import asymmetric_scale, container_dtype, quantize_multiplier, signed_range
 from ._sidecar import TensorQuant
 
@@ -44,13 +44,14 @@ def _lem_params(model: torch.nn.Module) -> dict:
     return {"V": V, "bv": bv, "Wh": Wh, "Wz": Wz, "Wo": Wo, "bo": bo, "dt": rnn.dt, "H": H}
 
 
-def _simulate(p: dict, x: np.ndarray) -> dict:
+def _simulate(p: dict, x: np.ndarray, valid: np.ndarray | None = None) -> dict:
     H = p["H"]
     y = np.zeros((len(x), H))
     z = np.zeros((len(x), H))
     pres = {k: [] for k in ("dt1", "dt2", "zc", "yc")}
     ys, zs = [], []
     for t in range(x.shape[1]):
+        y_prev, z_prev = y, z
         ti = x[:, t] @ p["V"] + p["bv"]
         hy = y @ p["Wh"]
         a1, a2, azc = (
@@ -61,6 +62,7 @@ def _simulate(p: dict, x: np.ndarray) -> dict:
         z = z + p["dt"] * _sigmoid(a2) * (np.tanh(azc) - z)
         ayc = ti[:, 2 * H : 3 * H] + z @ p["Wz"]
         y = y + p["dt"] * _sigmoid(a1) * (np.tanh(ayc) - y)
+        y, z = hold(valid, t, y, y_prev), hold(valid, t, z, z_prev)
         for k, v in zip(pres, (a1, a2, azc, ayc)):
             pres[k].append(v)
         ys.append(y)
@@ -82,10 +84,11 @@ def quantize_lem(
     pre_clip: float,
     per_channel: bool = False,
     nonlinearity: str = "lut",
+    valid: np.ndarray | None = None,
 ) -> QuantizedModel:
     """The LEM branch of :func:`~ctnn.quant.quantize_sequence_classifier` (``x``: checked ``[N, T, F]``)."""
     p = _lem_params(model)
-    sim = _simulate(p, x)
+    sim = _simulate(p, x, valid)
     T, F, H = x.shape[1], x.shape[2], p["H"]
     ilo, ihi = signed_range(in_bits)
     xmin, xmax = xrange

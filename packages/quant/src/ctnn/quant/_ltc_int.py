@@ -37,7 +37,16 @@ import numpy as np
 import onnx
 
 from ._graph import GraphBuilder, IntegerDense
-from ._program import check_program, dense, program_onnx, run_numpy, store
+from ._program import (
+    check_program,
+    dense,
+    hold_state,
+    overflow_checks_on,
+    pad_name,
+    program_onnx,
+    run_numpy,
+    store,
+)
 from ._semantics import container_dtype, requantize, trunc_div
 from ._sequence import INT32_MAX, INT64_SAFE, IntegerSequenceModel
 
@@ -80,6 +89,7 @@ class IntegerLTC(IntegerSequenceModel):
     solver: str = "semi_implicit"
     gd: np.ndarray | None = None  # explicit solvers: [H] int64, gleak in the denominator's scale
     rq_explicit: dict = field(default_factory=dict)  # "num_dt", "den_dt", "num_half", ... (explicit solvers)
+    pad_code: int | None = None  # variable-length input: a step whose first code is this is padding
 
     def __post_init__(self) -> None:
         if self.solver not in LTC_SOLVERS:
@@ -127,11 +137,14 @@ class IntegerLTC(IntegerSequenceModel):
             return store(ops, ops.add(u, inc), lo, hi, name)
 
         for t in range(self.steps):
+            v_prev = v
             xt = ops.step_input(t)
             snum = ops.gather_sum(xt, self.sen_num, ilo, "sen_num")
             sden = ops.gather_sum(xt, self.sen_den, ilo, "sen_den")
             for k in range(self.unfolds):
                 name = f"t{t}u{k}/v"  # as the fused graph names it (QAT reads it)
+                if k == self.unfolds - 1:
+                    name = pad_name(self, name)
                 n1, d1 = terms(v, snum, sden)
                 if self.solver == "explicit_euler":
                     v = step(v, n1, d1, "dt", name)
@@ -142,11 +155,14 @@ class IntegerLTC(IntegerSequenceModel):
                 num = ops.add(ops.add(n1, n4), ops.add(ops.add(n2, n2), ops.add(n3, n3)))
                 dv = ops.add(ops.add(d1, d4), ops.add(ops.add(d2, d2), ops.add(d3, d3)))
                 v = step(v, num, dv, "sixth", name)
+            v = hold_state(self, ops, t, v_prev, v, lo, hi, f"t{t}u{self.unfolds - 1}/v")
         motor = ops.state(ops.cols(v, 0, self.motor), lo, hi)
         return dense(ops, motor, self.head, "head")
 
     def check_overflow(self) -> None:
         """Raise :class:`OverflowError` unless ``2·num·M + den·2**s`` and the head fit their types."""
+        if not overflow_checks_on():
+            return
         if self.solver != "semi_implicit":
             lo, hi = self.in_range
             check_program(self.program, "ltc", lo, hi, self.in_features)
@@ -179,6 +195,7 @@ class IntegerLTC(IntegerSequenceModel):
         jj, ii = np.arange(H)[:, None], np.arange(H)[None, :]
         states = []
         for t in range(self.steps):
+            v_prev = v
             xi = x[:, t][:, :, None] - ilo  # [N, F, 1]
             snum = self.sen_num[fi, hi_, xi].sum(1)
             sden = self.sen_den[fi, hi_, xi].sum(1)
@@ -187,6 +204,8 @@ class IntegerLTC(IntegerSequenceModel):
                 num = self.cn * v + self.rec_num[jj, ii, vi].sum(1) + snum + self.gn
                 den = self.cd + self.rec_den[jj, ii, vi].sum(1) + sden
                 v = np.clip(ltc_round_div(num, den, self.multiplier, self.shift), alo, ahi)
+            if self.pad_code is not None:  # a padded step leaves the state as it was
+                v = np.where((x[:, t, 0] != self.pad_code)[:, None], v, v_prev)
             states.append(v)
         hd = self.head
         y = requantize(v[:, : self.motor] @ hd.weight.astype(np.int64) + hd.bias.astype(np.int64),
@@ -230,6 +249,7 @@ class IntegerLTC(IntegerSequenceModel):
         v = None
         for t in range(T):
             p = f"t{t}"
+            v_prev = v64
             xt = b.op("Slice", ["x", b.const(f"{p}/start", np.array([t * F], np.int64)),
                                 b.const(f"{p}/end", np.array([(t + 1) * F], np.int64)), axes1], f"{p}/x")  # fmt: skip
             x64 = b.cast(xt, np.int64, f"{p}/x64")
@@ -241,6 +261,7 @@ class IntegerLTC(IntegerSequenceModel):
                     nb = b.op("ReduceSum", [x64, axes1], f"{q}/xsum", keepdims=1)
                     v64 = b.op("Add", [b.op("Mul", [nb, zero], f"{q}/n0"), b.const("v0", np.zeros(H, np.int64))],
                                f"{q}/v_init")  # fmt: skip
+                    v_prev = v64
                 num = b.op("Add", [b.op("Mul", [cn, v64], f"{q}/cmv"), snum], f"{q}/num0")
                 num = b.op("Add", [num, gather_sum(v64, rn, rec_off, f"{q}/rnum")], f"{q}/num")
                 den = b.op("Add", [sden, gather_sum(v64, rdn, rec_off, f"{q}/rden")], f"{q}/den")
@@ -251,7 +272,17 @@ class IntegerLTC(IntegerSequenceModel):
                                    b.op("Add", [p2, qq], f"{q}/2PpQ")], f"{q}/rounded")  # fmt: skip
                 d = b.op("Div", [r, b.op("Mul", [qq, two], f"{q}/2Q")], f"{q}/div")
                 v64 = b.op("Clip", [d, lo_c, hi_c], f"{q}/v64")
-                v = b.cast(v64, v_dtype, f"{q}/v")
+                held = self.pad_code is not None and k == self.unfolds - 1
+                v = b.cast(v64, v_dtype, f"{q}/v_step" if held else f"{q}/v")
+            if self.pad_code is not None:  # a padded step leaves the state as it was
+                first = b.op("Slice", ["x", b.const(f"{p}/start", np.array([t * F], np.int64)),
+                                       b.const(f"{p}/first_end", np.array([t * F + 1], np.int64)), axes1],
+                             f"{p}/first")  # fmt: skip
+                is_pad = b.op(
+                    "Equal", [first, b.const("pad_code", np.array(self.pad_code, x_dtype))], f"{p}/is_pad"
+                )
+                v64 = b.op("Where", [is_pad, v_prev, v64], f"{p}/v_held")
+                v = b.cast(v64, v_dtype, f"{p}u{self.unfolds - 1}/v")
         assert v is not None
         hd = self.head
         motor = b.op("Slice", [v, b.const("motor/start", np.array([0], np.int64)),

@@ -19,7 +19,7 @@ from ._graph import IntegerDense
 from ._ltc_int import LTC_SOLVERS, IntegerLTC
 from ._lut import LUT_FUNCTIONS, round_half_away
 from ._ptq import QuantizedModel
-from ._recurrent_ptq import _absmax, _requant
+from ._recurrent_ptq import _absmax, _requant, hold
 from ._semantics import asymmetric_scale, container_dtype, quantize_multiplier, signed_range
 from ._sidecar import TensorQuant
 
@@ -56,7 +56,7 @@ def _ltc_params(model: torch.nn.Module) -> dict:
     return p
 
 
-def _simulate(p: dict, x: np.ndarray) -> dict:
+def _simulate(p: dict, x: np.ndarray, valid: np.ndarray | None = None) -> dict:
     xm = x * p["in_a"] + p["in_c"]
     s_act = p["sensory_w"] * _sigmoid(p["sensory_sigma"] * (xm[..., None] - p["sensory_mu"]))  # [N, T, F, H]
     cnum = (s_act * p["sensory_erev"]).sum(2) + p["gleak"] * p["vleak"]
@@ -74,6 +74,7 @@ def _simulate(p: dict, x: np.ndarray) -> dict:
         return u
 
     for t in range(x.shape[1]):
+        v_prev = v
         for _ in range(p["unfolds"]):
             if solver == "explicit_euler":
                 v = keep(v + rate(v, t))
@@ -87,6 +88,7 @@ def _simulate(p: dict, x: np.ndarray) -> dict:
                 s = p["w"] * _sigmoid(p["sigma"] * (v[:, :, None] - p["mu"]))
                 v = keep((p["cm_t"] * v + cnum[:, t] + (s * p["erev"]).sum(1)) / (
                     p["cm_t"] + cden[:, t] + s.sum(1) + p["eps"]))  # fmt: skip
+        v = hold(valid, t, v, v_prev)
     motor = v[:, : p["motor"]]
     return {"v": np.stack(vs), "motor": motor, "y": motor @ p["Wo"] + p["bo"]}
 
@@ -102,10 +104,11 @@ def quantize_ltc(
     percentile: float,
     weight_clip: str,
     per_channel: bool = False,
+    valid: np.ndarray | None = None,
 ) -> QuantizedModel:
     """The LTC branch of :func:`~ctnn.quant.quantize_sequence_classifier` (``x``: checked ``[N, T, F]``)."""
     p = _ltc_params(model)
-    sim = _simulate(p, x)
+    sim = _simulate(p, x, valid)
     T, F = x.shape[1], x.shape[2]
     H = len(p["gleak"])
     ilo, ihi = signed_range(in_bits)

@@ -18,7 +18,9 @@ when the accumulator fits int32, else ``Cast<int64>`` + ``MatMul``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,8 +52,10 @@ class Rq:
 class NumpyOps:
     """Evaluate a program on int64 numpy arrays: input codes ``[N, T, F]``."""
 
-    def __init__(self, x: np.ndarray):
+    def __init__(self, x: np.ndarray, keep: bool = False):
         self.x = np.asarray(x, np.int64)
+        #: with ``keep``: every value stored under a name (``store(..., name)``), as the graph names it
+        self.named: dict[str, np.ndarray] | None = {} if keep else None
 
     def step_input(self, t: int) -> np.ndarray:
         return self.x[:, t]
@@ -89,7 +93,13 @@ class NumpyOps:
     def concat(self, parts: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(parts, axis=1)
 
+    def hold(self, t: int, pad: int, new: np.ndarray, old: np.ndarray) -> np.ndarray:
+        """``new`` where input step ``t`` is a real step, ``old`` where it is padding (first code == ``pad``)."""
+        return np.where((self.x[:, t, 0] != pad)[:, None], new, old)
+
     def state(self, a: np.ndarray, lo: int, hi: int, name: str | None = None) -> np.ndarray:
+        if name is not None and self.named is not None:  # QAT reads the named states
+            self.named[name] = a
         return a
 
     def gather_sum(self, codes: np.ndarray, table: np.ndarray, lo: int, key: str) -> np.ndarray:
@@ -179,6 +189,9 @@ class IntervalOps:
     def state(self, a, lo: int, hi: int, name: str | None = None):
         return a
 
+    def hold(self, t: int, pad: int, new, old):
+        return _iv(np.minimum(new[0], old[0]), np.maximum(new[1], old[1]))
+
     def gather_sum(self, codes, table: np.ndarray, lo: int, key: str):
         t = np.asarray(table, np.int64)
         return self._checked(
@@ -198,6 +211,7 @@ class OnnxOps:
         self._casts: dict[tuple[str, str], str] = {}
         self._n = 0
         self._zeros: dict[int, str] = {}
+        self._pads: dict[int, str] = {}
 
     def _name(self, what: str) -> str:
         self._n += 1
@@ -230,6 +244,19 @@ class OnnxOps:
             self._zeros[n] = b.cast(z, np.int8, f"init/zeros{n}_i8")
             self.dtypes[self._zeros[n]] = np.dtype(np.int8)
         return self._zeros[n]
+
+    def hold(self, t: int, pad: int, new: str, old: str) -> str:
+        """``Where(Equal(x[:, t·F], pad), old, new)``: a padded step leaves the state as it was."""
+        b = self.b
+        dt = self.dtypes["x"]
+        if t in self._pads:  # one test per step, shared by the states (LEM: y and z; LSTM: h and c)
+            return b.op("Where", [self._pads[t], self._int64(old), self._int64(new)], self._name("hold"))
+        first = b.op("Slice", ["x", b.const(f"t{t}/start", np.array([t * self.F], np.int64)),
+                               b.const(f"t{t}/first_end", np.array([t * self.F + 1], np.int64)),
+                               b.const("axes1", np.array([1], np.int64))], f"t{t}/first")  # fmt: skip
+        is_pad = b.op("Equal", [first, b.const("pad_code", np.array(pad, dt))], f"t{t}/is_pad")
+        self._pads[t] = is_pad
+        return b.op("Where", [is_pad, self._int64(old), self._int64(new)], self._name("hold"))
 
     def state(self, a: str, lo: int, hi: int, name: str | None = None) -> str:
         """Store clipped codes in their smallest container (a state or a matmul operand), as ``name`` if given."""
@@ -311,6 +338,30 @@ class OnnxOps:
         )
 
 
+def hold_state(model, ops, t: int, old, new, lo: int, hi: int, name: str | None = None):
+    """The state after input step ``t``: ``new``, or ``old`` where the step is padding (``model.pad_code``).
+
+    Without a pad code (fixed-length models) this is ``new`` itself, and the caller has
+    already stored it under ``name``; with one, the held value is stored under ``name``
+    (so the caller passes ``pad_name(model, name)`` — None — to its own store).
+    """
+    if getattr(model, "pad_code", None) is None:
+        return new
+    return store(ops, ops.hold(t, model.pad_code, new, old), lo, hi, name)
+
+
+def pad_name(model, name: str | None) -> str | None:
+    """The name a step's last store takes: ``name``, unless :func:`hold_state` will store the held value."""
+    return name if getattr(model, "pad_code", None) is None else None
+
+
+def narrow(ops, v, shift: int, lo: int, hi: int, key: str):
+    """The ``[lo, hi]`` view of a wide state: ``clip(round_div(v, 2**shift))`` in its container (``v`` if no shift)."""
+    if not shift:
+        return v
+    return store(ops, ops.rd(v, Rq(np.int64(1), np.int64(shift)), key), lo, hi)
+
+
 def store(ops, v, lo: int, hi: int, name: str | None = None):
     """Clip ``v`` to ``[lo, hi]`` and (in ONNX) store it in its container, as tensor ``name`` if given.
 
@@ -365,6 +416,29 @@ def dense(ops, v, layer, key: str):
     return ops.clip(ops.rd(acc, Rq(layer.multiplier, layer.shift), f"{key}/rq"), layer.lo, layer.hi)
 
 
+_DEFERRED: ContextVar[bool] = ContextVar("ctnn_quant_overflow_deferred", default=False)
+
+
+@contextmanager
+def overflow_check_deferred() -> Iterator[None]:
+    """Skip the constructors' interval pass (``check_overflow``) inside this block.
+
+    QAT builds one integer model per training step and runs it in int64 numpy; the pass
+    costs more than the step. The model QAT returns is checked, and ``to_onnx`` always
+    runs the pass (it picks the accumulator widths from it).
+    """
+    token = _DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+
+
+def overflow_checks_on() -> bool:
+    """False inside :func:`overflow_check_deferred`."""
+    return not _DEFERRED.get()
+
+
 class ProgramModel:
     """Mixin for integer models written as one program (:meth:`program`): numpy forward, overflow check, ONNX.
 
@@ -385,6 +459,8 @@ class ProgramModel:
 
     def check_overflow(self) -> dict[str, int]:
         """Raise :class:`OverflowError` unless every value fits its container; return matmul widths."""
+        if not overflow_checks_on():
+            return {}
         lo, hi = self.in_range
         return check_program(self.program, self.family, lo, hi, self.in_features)
 

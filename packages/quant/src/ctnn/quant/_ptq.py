@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import torch
 
-from ._calibrate import absmax, quantize_weight, real_range
+from ._calibrate import absmax, frozen, quantize_weight, real_range
 from ._graph import IntegerDense, IntegerMLP
 from ._semantics import asymmetric_scale, container_dtype, quantize_multiplier, signed_range
 from ._sidecar import Sidecar, TensorQuant, write_sidecar
@@ -35,8 +35,22 @@ class QuantizedModel:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        """Real inputs (the data's own units) -> input codes."""
-        return self.input.quantize(x)
+        """Real inputs (the data's own units) -> input codes.
+
+        A model with a pad code (variable-length sequences) takes right-NaN-padded
+        sequences as ctnn-models stores them: every step from a sequence's first all-NaN
+        step on becomes the pad code, other NaN values become 0 (as the float model reads them).
+        """
+        pad = self.hyperparameters.get("pad_code")
+        if pad is None:
+            return self.input.quantize(x)
+        x = np.asarray(x, np.float64)
+        T, F = int(self.hyperparameters["steps"]), int(self.hyperparameters["in_features"])
+        steps = x.reshape(len(x), T, F)
+        padded = np.cumsum(np.isnan(steps).all(axis=2), axis=1) > 0  # [N, T]: at or after the first pad step
+        codes = self.input.quantize(np.nan_to_num(steps, nan=0.0))
+        codes[padded] = pad
+        return codes.reshape(x.shape)
 
     def forward_codes(self, codes: np.ndarray) -> np.ndarray:
         """Integer forward pass on input codes (numpy, exact)."""
@@ -69,7 +83,7 @@ class QuantizedModel:
 
 def _range(a: np.ndarray, calibration: str, percentile: float, bits: int = 8) -> tuple[float, float]:
     if calibration == "minmax":
-        return float(a.min()), float(a.max())
+        return frozen("real_range", lambda: (float(a.min()), float(a.max())))
     return real_range(a, calibration, bits, percentile)
 
 

@@ -16,6 +16,15 @@ integer code; one step (and one unfold) is, with ``rd(p, s) = round_div(p, 2**s)
     ...
     y   = clip(rd((h_T @ Wo + bo) * Mo, so), lo, hi)   # logits codes
 
+With ``state_bits > act_bits`` the state ``h`` is a wider fixed-point accumulator
+(``state_bits`` codes, clipped to their range after every update) and the matmuls and
+the head read its ``act_bits`` view ``hv = clip(rd(h, state_bits − act_bits), lo, hi)``
+(a rounding shift, so ``W``, ``A`` and the head stay int8 × int8 at 8 bits); the CT-RNN
+leak reads ``h`` itself. Why: an explicit Euler step with a small ``dt`` (the Lipschitz
+RNN's ε = 0.03) moves the state by about half an 8-bit code per step, so an 8-bit state
+rounds most increments to zero and loses the dynamics over a long sequence; a 16-bit
+accumulator keeps them.
+
 The multipliers are per hidden channel (``[units]``), the rounding is applied to
 each term separately (so the state update equals the sum of independently rounded
 increments), and each partial sum is exact int64 arithmetic. The graph's input
@@ -33,8 +42,8 @@ import onnx
 
 from ._graph import IntegerDense
 from ._nonlin import Activation, LutActivation
-from ._program import NumpyOps, ProgramModel, dense, store
-from ._semantics import round_div
+from ._program import NumpyOps, ProgramModel, dense, hold_state, narrow, pad_name, store
+from ._semantics import round_div, signed_range
 from ._sequence import IntegerSequenceModel
 
 RECURRENT_FAMILIES = ("lipschitz_rnn", "ctrnn")
@@ -80,8 +89,14 @@ class IntegerRecurrent(ProgramModel, IntegerSequenceModel):
     solver: str = "euler"
     rq_stage: dict = field(default_factory=dict)  # midpoint/rk4: "t_half", "a_half", "d_half", "t_sixth", ...
     tanh: Activation | None = None  # default: the table ``tanh_table``
+    state_bits: int | None = None  # the state accumulator's width (default: act_bits)
+    pad_code: int | None = None  # variable-length input: a step whose first code is this is padding
 
     def __post_init__(self) -> None:
+        if self.state_bits is None:
+            self.state_bits = self.act_bits
+        if not self.act_bits <= self.state_bits <= 16:
+            raise ValueError(f"state_bits must lie in [act_bits={self.act_bits}, 16], got {self.state_bits}")
         if self.family not in RECURRENT_FAMILIES:
             raise ValueError(f"unknown integer recurrent family {self.family!r}; known: {RECURRENT_FAMILIES}")
         if (self.A is None) != (self.rq_a is None):
@@ -101,12 +116,21 @@ class IntegerRecurrent(ProgramModel, IntegerSequenceModel):
     def units(self) -> int:
         return int(self.W.shape[0])
 
+    @property
+    def state_range(self) -> tuple[int, int]:
+        return signed_range(int(self.state_bits or self.act_bits))
+
+    def _view(self, ops, h):
+        """The ``act_bits`` view of the state that the matmuls read (the state itself without a wider one)."""
+        return narrow(ops, h, int(self.state_bits or self.act_bits) - self.act_bits, *self.act_range, "view")
+
     # --- the integer program (numpy forward, overflow check and ONNX graph) ---------------------
     def _terms(self, ops, v, zx):
         lo, hi = self.act_range
-        pre = ops.clip(ops.add(zx, ops.rd(ops.matmul(v, self.W, "W"), self.rq_w, "rq_w")), lo, hi)
+        hv = self._view(ops, v)
+        pre = ops.clip(ops.add(zx, ops.rd(ops.matmul(hv, self.W, "W"), self.rq_w, "rq_w")), lo, hi)
         th = ops.act(pre, self.activation, "tanh")
-        lin = ops.matmul(v, self.A, "A") if self.A is not None else v
+        lin = ops.matmul(hv, self.A, "A") if self.A is not None else v
         return th, lin
 
     def _increment(self, ops, th, lin, c: str):
@@ -121,14 +145,17 @@ class IntegerRecurrent(ProgramModel, IntegerSequenceModel):
         return inc
 
     def program(self, ops):
-        lo, hi = self.act_range
+        lo, hi = self.state_range
         h = ops.zeros(self.units)
         for t in range(self.steps):
+            h_prev = h
             zx = ops.rd(
                 ops.add_const(ops.matmul(ops.step_input(t), self.U, "U"), self.bu, "bu"), self.rq_u, "rq_u"
             )
             for k in range(self.unfolds):
                 name = f"t{t}u{k}/h"  # the state after each unfold, named as QAT reads it
+                if k == self.unfolds - 1:
+                    name = pad_name(self, name)
                 th1, l1 = self._terms(ops, h, zx)
                 if self.solver == "euler":
                     h = store(ops, ops.add(h, self._increment(ops, th1, l1, "dt")), lo, hi, name)
@@ -149,9 +176,10 @@ class IntegerRecurrent(ProgramModel, IntegerSequenceModel):
                     th = ops.add(ops.add(th1, th4), ops.add(ops.add(th2, th2), ops.add(th3, th3)))
                     lin = ops.add(ops.add(l1, l4), ops.add(ops.add(l2, l2), ops.add(l3, l3)))
                     h = store(ops, ops.add(h, self._increment(ops, th, lin, "sixth")), lo, hi, name)
+            h = hold_state(self, ops, t, h_prev, h, lo, hi, f"t{t}u{self.unfolds - 1}/h")
             if hasattr(ops, "states"):
                 ops.states.append(h)
-        return dense(ops, h, self.head, "head")
+        return dense(ops, self._view(ops, h), self.head, "head")
 
     def forward(self, codes: np.ndarray, return_states: bool = False):
         """Direct numpy evaluation of the integer semantics (the program the graph is written from)."""

@@ -17,6 +17,8 @@ input bias; the classifier's input normalisation is folded into ``U`` and ``b``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -26,13 +28,20 @@ from ._graph import IntegerDense
 from ._nonlin import make_activation
 from ._ptq import QuantizedModel
 from ._recurrent import RECURRENT_FAMILIES, IntegerRecurrent, Requant
-from ._semantics import asymmetric_scale, container_dtype, quantize_multiplier, signed_range
+from ._semantics import asymmetric_scale, check_bits, container_dtype, quantize_multiplier, signed_range
 from ._sidecar import TensorQuant
 
 #: Families :func:`quantize_sequence_classifier` handles.
 SUPPORTED_FAMILIES = (*RECURRENT_FAMILIES, "ltc", "lem", "lstm", "gru")
+#: Families with a wide state accumulator option (``state_bits``).
+STATE_BITS_FAMILIES = (*RECURRENT_FAMILIES, "lstm", "gru")
 #: The models' solver names -> the integer step that implements them.
 _SOLVERS = {"lipschitz_rnn": {"euler": "euler", "rk2": "midpoint"}, "ctrnn": {"euler": "euler", "rk4": "rk4"}}
+
+
+def hold(valid: np.ndarray | None, t: int, new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """The float calibration's counterpart of the graph's padded-step hold (``valid``: ``[N, T]`` or None)."""
+    return new if valid is None else np.where(valid[:, t, None], new, old)
 
 
 def _requant(factors: np.ndarray | float, units: int) -> Requant:
@@ -72,8 +81,11 @@ def _float_params(model: torch.nn.Module) -> dict:
     return p
 
 
-def _simulate(p: dict, x: np.ndarray) -> dict:
-    """The float model, step by step (float64), recording the ranges the scales need."""
+def _simulate(p: dict, x: np.ndarray, valid: np.ndarray | None = None) -> dict:
+    """The float model, step by step (float64), recording the ranges the scales need.
+
+    ``valid`` ``[N, T]`` (variable-length data): a padded step leaves the state as it was.
+    """
     h = np.zeros((len(x), p["W"].shape[0]))
     pres, hs = [], []
     solver = p.get("solver", "euler")
@@ -91,6 +103,7 @@ def _simulate(p: dict, x: np.ndarray) -> dict:
 
     dt = p["dt"]
     for t in range(x.shape[1]):
+        h_prev = h
         z = x[:, t] @ p["U"] + p["b"]
         for _ in range(p["unfolds"]):
             if solver == "euler":
@@ -103,6 +116,7 @@ def _simulate(p: dict, x: np.ndarray) -> dict:
                 k3 = rate(keep(h + 0.5 * dt * k2), z)
                 k4 = rate(keep(h + dt * k3), z)
                 h = keep(h + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4))
+        h = hold(valid, t, h, h_prev)
     return {"pre": np.stack(pres), "h": np.stack(hs), "y": h @ p["Wo"] + p["bo"], "h_last": h}
 
 
@@ -120,12 +134,13 @@ def quantize_sequence_classifier(
     weight_clip: str = "mse",
     per_channel: bool = False,
     nonlinearity: str = "lut",
+    state_bits: int | None = None,
 ) -> QuantizedModel:
     """Quantize a ``SequenceClassifier`` of any family to an unrolled integer graph.
 
     Families: Lipschitz RNN (Euler or RK2), CT-RNN (Euler or RK4), LTC (fused
     semi-implicit), LEM (dt ≤ 1), LSTM and GRU. ``calib_x`` holds real, fixed-length
-    inputs ``[N, T·F]`` or ``[N, T, F]`` (no NaN padding); T (the unrolled length)
+    inputs ``[N, T·F]`` or ``[N, T, F]``; T (the unrolled length)
     comes from it, or from ``steps`` for flat data. Activations (states,
     pre-activations, gate outputs) use ``act_bits``, weights ``weight_bits`` (per tensor,
     or per output channel with ``per_channel``); the graph's input ``x`` is flat
@@ -133,6 +148,14 @@ def quantize_sequence_classifier(
     ``weight_clip`` (weight ranges): ``"minmax"``, ``"percentile"`` or ``"mse"``.
     ``nonlinearity``: sigmoid/tanh as lookup tables (``"lut"``) or piecewise-linear
     (``"pwl"``; not for the LTC, whose sigmoids are fused with their synapse weights).
+    Right-NaN-padded (variable-length) sequences are supported: the graph is unrolled
+    over the longest, and the lowest input code marks a padded step, which leaves the
+    state unchanged (``Equal`` + ``Where``), so the head reads each sequence's state at its
+    last valid step, as the float model does (``hyperparameters["pad_code"]``).
+    ``state_bits`` (Lipschitz RNN, CT-RNN, LSTM, GRU; default ``act_bits``): the width of
+    the state accumulator (the LSTM's cell state), whose ``act_bits`` view the matmuls and
+    lookup tables read — 16 keeps the small per-step changes that an ``act_bits`` state
+    rounds away (see :mod:`ctnn.quant._recurrent` and :mod:`ctnn.quant._gated_int`).
 
     >>> q = quantize_sequence_classifier(clf, data.X_train, 8, 8, input_range=data.value_range)  # doctest: +SKIP
     >>> export_onnx(q, "rnn.onnx", dataset="digits")                                             # doctest: +SKIP
@@ -165,20 +188,54 @@ def quantize_sequence_classifier(
     ):
         want = f"[N, {steps * F}] or [N, {steps}, {F}]" if steps else f"[N, T·{F}] or [N, T, {F}]"
         raise ValueError(f"calibration data must have shape {want}, got {list(np.shape(calib_x))}")
-    if np.isnan(x).any():
-        raise ValueError("calibration data holds NaN padding; integer export needs fixed-length sequences")
-    T = x.shape[1]
+    variable = bool(np.isnan(x).any())
+    valid = None
+    if variable:  # right-NaN-padded sequences: NaN -> 0 (as the float model reads them), padded steps held
+        valid = np.cumsum(np.isnan(x).all(axis=2), axis=1) == 0  # [N, T]: before the first all-NaN step
+        if not valid[:, 0].all():
+            raise ValueError("calibration data: a sequence has no valid step (its first step is all NaN)")
+        x = np.nan_to_num(x, nan=0.0)
+    if state_bits is not None:
+        if family not in STATE_BITS_FAMILIES:
+            raise ValueError(
+                f"state_bits applies to the {', '.join(STATE_BITS_FAMILIES)} families, not {family!r}"
+            )
+        state_bits = check_bits(state_bits, "state bit-width")
+        if state_bits < act_bits:
+            raise ValueError(f"state_bits ({state_bits}) must be >= act_bits ({act_bits})")
     xr = input_range if input_range is not None else real_range(x, calibration, in_bits, percentile)
+    q = _quantize_family(model, x, weight_bits, act_bits, in_bits, xr, calibration, percentile, pre_clip,
+                         weight_clip, per_channel, nonlinearity, state_bits, valid)  # fmt: skip
+    if variable:
+        _with_padding(q)
+    return q
+
+
+def _with_padding(q: QuantizedModel) -> None:
+    """Reserve the lowest input code for padding: a step that starts with it leaves the state unchanged.
+
+    Real inputs then use the codes above it (a value at the calibrated minimum moves up by one code).
+    """
+    pad = q.input.lo
+    q.net.pad_code = pad
+    q.input = dataclasses.replace(q.input, lo=pad + 1)
+    q.hyperparameters.update(pad_code=pad, variable_length=True)
+
+
+def _quantize_family(model, x, weight_bits, act_bits, in_bits, xr, calibration, percentile, pre_clip, weight_clip,
+                     per_channel, nonlinearity, state_bits, valid=None) -> QuantizedModel:  # fmt: skip
+    family = model.family
+    F, T = x.shape[2], x.shape[1]
     if family in ("lstm", "gru"):
         from ._gated_ptq import quantize_gated
 
         return quantize_gated(model, x, weight_bits, act_bits, in_bits, xr, calibration, percentile, weight_clip,
-                              pre_clip, per_channel, nonlinearity)  # fmt: skip
+                              pre_clip, per_channel, nonlinearity, state_bits, valid)  # fmt: skip
     if family == "lem":
         from ._lem_ptq import quantize_lem
 
         return quantize_lem(model, x, weight_bits, act_bits, in_bits, xr, calibration, percentile, weight_clip,
-                            pre_clip, per_channel, nonlinearity)  # fmt: skip
+                            pre_clip, per_channel, nonlinearity, valid)  # fmt: skip
     if family == "ltc":
         if nonlinearity != "lut":
             raise ValueError(
@@ -188,17 +245,19 @@ def quantize_sequence_classifier(
         from ._ltc_ptq import quantize_ltc
 
         return quantize_ltc(model, x, weight_bits, act_bits, in_bits, xr, calibration, percentile, weight_clip,
-                            per_channel)  # fmt: skip
+                            per_channel, valid)  # fmt: skip
     p = _float_params(model)
     H = p["W"].shape[0]
-    sim = _simulate(p, x)
+    sim = _simulate(p, x, valid)
 
     # input: asymmetric, lowest code <- data minimum (as quantize_mlp)
     ilo, ihi = signed_range(in_bits)
     s_x, z_x = asymmetric_scale(*xr, in_bits)
 
     alo, ahi = signed_range(act_bits)
-    s_h = _absmax(sim["h"], calibration, percentile, act_bits) / ahi
+    sb = state_bits or act_bits
+    s_h = _absmax(sim["h"], calibration, percentile, sb) / signed_range(sb)[1]  # the state accumulator
+    s_v = s_h * 2 ** (sb - act_bits)  # its act_bits view: a rounding shift by sb - act_bits
     s_z = min(_absmax(sim["pre"], calibration, percentile, act_bits), pre_clip) / ahi
     s_t = 1.0 / ahi
     s_y = _absmax(sim["y"], calibration, percentile, act_bits) / ahi
@@ -222,10 +281,11 @@ def quantize_sequence_classifier(
     stage: dict = {}
     if p["A"] is not None:
         Aq, s_a = qw(p["A"], h_in)
-        kw.update(A=Aq, rq_a=_requant(p["dt"] * s_a, H))
+        kw.update(A=Aq, rq_a=_requant(p["dt"] * s_a * s_v / s_h, H))
         rq_t = _requant(p["dt"] * s_t / s_h, H)
         for c in ("half", "sixth"):
-            stage.update({f"t_{c}": _requant(fac[c] * s_t / s_h, H), f"a_{c}": _requant(fac[c] * s_a, H)})
+            stage.update({f"t_{c}": _requant(fac[c] * s_t / s_h, H),
+                          f"a_{c}": _requant(fac[c] * s_a * s_v / s_h, H)})  # fmt: skip
     else:
         kw.update(rq_d=_requant(p["dt"] * p["inv_tau"], H))
         rq_t = _requant(p["dt"] * p["inv_tau"] * s_t / s_h, H)
@@ -233,15 +293,15 @@ def quantize_sequence_classifier(
             stage.update({f"t_{c}": _requant(fac[c] * p["inv_tau"] * s_t / s_h, H),
                           f"d_{c}": _requant(fac[c] * p["inv_tau"], H)})  # fmt: skip
     Woq, s_wo = qw(p["Wo"], sim["h_last"][sub])
-    bo = np.round(p["bo"] / (s_h * s_wo)).astype(np.int64)
+    bo = np.round(p["bo"] / (s_v * s_wo)).astype(np.int64)
     C = Woq.shape[1]
-    hrq = _requant(s_h * s_wo / s_y, C)
+    hrq = _requant(s_v * s_wo / s_y, C)
     head = IntegerDense(weight=Woq, bias=bo.astype(np.int32), multiplier=hrq.multiplier, shift=hrq.shift,
                         lo=alo, hi=ahi, name="head")  # fmt: skip
     net = IntegerRecurrent(
         family=family, steps=T, in_features=F, unfolds=p["unfolds"], in_bits=in_bits, weight_bits=weight_bits,
         act_bits=act_bits, U=Uq, bu=bu.astype(np.int32), rq_u=_requant(s_x * s_u / s_z, H), W=Wq,
-        rq_w=_requant(s_h * s_w / s_z, H), rq_t=rq_t, tanh_table=table, head=head, solver=p["solver"],
+        rq_w=_requant(s_v * s_w / s_z, H), rq_t=rq_t, state_bits=sb, tanh_table=table, head=head, solver=p["solver"],
         rq_stage=stage if p["solver"] != "euler" else {}, tanh=tanh if nonlinearity == "pwl" else None, **kw,
     )  # fmt: skip
     inq = TensorQuant("x", [None, T * F], in_bits, ilo, ihi, s_x, z_x, str(container_dtype(ilo, ihi)))
@@ -250,7 +310,7 @@ def quantize_sequence_classifier(
         "steps": T, "in_features": F, "units": H, "unfolds": p["unfolds"], "in_bits": in_bits,
         "solver": p["solver"], "calibration": calibration, "weight_clip": weight_clip, "per_channel": per_channel,
         "nonlinearity": nonlinearity, "input_layout": "flat time-major [N, T*F]",
-        "scales": {"state": s_h, "pre_activation": s_z, "tanh": s_t},
+        "state_bits": sb, "scales": {"state": s_h, "state_view": s_v, "pre_activation": s_z, "tanh": s_t},
         "rounding": "round half away from zero via truncating Div, per term",
     }  # fmt: skip
     return QuantizedModel(net=net, input=inq, output=outq, family=family, hyperparameters=hp)
