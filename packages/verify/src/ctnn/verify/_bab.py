@@ -397,19 +397,24 @@ def leaf_witness(bounds: LayeredBounds, ls: list[np.ndarray], us: list[np.ndarra
 
 def _candidates(bounds: LayeredBounds, coeffs: list[np.ndarray], rels: list[Rel], ls: list[np.ndarray],
                 us: list[np.ndarray], top: int = 3) -> list[tuple[int, int, int]]:  # fmt: skip
-    """Hidden neurons whose relaxation costs the bound most (``top`` per layer, best first):
-    ``(layer, index, split point)``. Output neurons are left to the LP: split alone, they make
-    branches no input reaches."""
-    scored = []
+    """The hidden neurons whose relaxation costs the bound most, ``top`` of them, best first:
+    ``(layer, index, split point)``.
+
+    From the first layer while it has any: its splits are halfspaces of the inputs, which
+    :func:`split_dual` enforces, so they pay off further down the tree than a deeper split
+    that only narrows one interval (measured on the MNIST queries: several classes open after
+    15 s with deeper splits first are proved in under 6 s). Output neurons are left to the LP:
+    split alone, they make branches no input reaches.
+    """
     for k, (lz, (al, cl, au, cu)) in enumerate(zip(coeffs[:-1], rels[:-1])):
         lo, hi = ls[k], us[k]
         band = np.maximum((au - al) * lo + cu - cl, (au - al) * hi + cu - cl)
         m = bounds.runs[k].splits(lo, hi)
         s = np.where(m >= lo, np.abs(lz[0]) * band, 0.0)
-        for i in np.argsort(-s)[:top]:
-            if s[i] > 0:
-                scored.append((float(s[i]), k, int(i), int(m[i])))
-    return [c[1:] for c in sorted(scored, reverse=True)]
+        best = [int(i) for i in np.argsort(-s)[:top] if s[i] > 0]
+        if best:
+            return [(k, i, int(m[i])) for i in best]
+    return []
 
 
 def _lp_pick(bounds: LayeredBounds, lp_layers: list, ls: list[np.ndarray],
