@@ -98,6 +98,21 @@ def run_suite(suite: str, args: argparse.Namespace, data: dict) -> None:
         print(key, q[key], flush=True)
         _save(args.out, data)
 
+    def encodings(net, model: str, x, i: int, lab: int, eps: int, naive_only: bool = False) -> None:
+        """The SMT stage alone (no bounds, attack or branch and bound), optimized then naive encoding."""
+        smt_only = {"attack": False, "interval": False, "solver": args.solver}
+        if not naive_only:
+            record(f"encodings/optimized/{model}/{i}/{eps}", net, x, lab, eps, args.timeout,
+                   encoding="optimized", **smt_only)  # fmt: skip
+        record(f"encodings/naive/{model}/{i}/{eps}", net, x, lab, eps, args.naive_timeout, encoding="naive",
+               **smt_only)  # fmt: skip
+
+    def solvers(net, model: str, x, i: int, lab: int, eps: int) -> None:
+        """The SMT stage alone on each solver."""
+        for s in ("z3", "bitwuzla"):
+            record(f"solvers/{s}/{model}/{i}/{eps}", net, x, lab, eps, args.timeout, attack=False, interval=False,
+                   solver=s)  # fmt: skip
+
     if suite in ("mnist", "encodings", "solvers"):
         net, X, y, pred = _samples("mnist", args.samples)
         for eps in args.eps:
@@ -111,31 +126,18 @@ def run_suite(suite: str, args: argparse.Namespace, data: dict) -> None:
                 if suite == "mnist":
                     record(f"mnist/mnist/{i}/{eps}", net, X[i], lab, eps, args.timeout, solver=args.solver)
                 elif suite == "encodings":
-                    smt_only = {"attack": False, "interval": False, "solver": args.solver}
-                    if not args.naive_only:
-                        record(f"encodings/optimized/mnist/{i}/{eps}", net, X[i], lab, eps, args.timeout,
-                               encoding="optimized", **smt_only)  # fmt: skip
-                    record(f"encodings/naive/mnist/{i}/{eps}", net, X[i], lab, eps, args.naive_timeout,
-                           encoding="naive", **smt_only)  # fmt: skip
+                    encodings(net, "mnist", X[i], i, lab, eps, naive_only=args.naive_only)
                 else:
-                    for s in ("z3", "bitwuzla"):
-                        record(f"solvers/{s}/mnist/{i}/{eps}", net, X[i], lab, eps, args.timeout, attack=False,
-                               interval=False, solver=s)  # fmt: skip
+                    solvers(net, "mnist", X[i], i, lab, eps)
     if suite in ("solvers", "encodings") and args.random_eps:
         net, X, y, _ = _samples("random", args.samples)
         for eps in args.random_eps:
             for i in range(len(X)):
                 lab = int(y[i])
                 if suite == "encodings":
-                    smt_only = {"attack": False, "interval": False, "solver": args.solver}
-                    record(f"encodings/optimized/random/{i}/{eps}", net, X[i], lab, eps, args.timeout,
-                           encoding="optimized", **smt_only)  # fmt: skip
-                    record(f"encodings/naive/random/{i}/{eps}", net, X[i], lab, eps, args.naive_timeout,
-                           encoding="naive", **smt_only)  # fmt: skip
+                    encodings(net, "random", X[i], i, lab, eps)
                 else:
-                    for s in ("z3", "bitwuzla"):
-                        record(f"solvers/{s}/random/{i}/{eps}", net, X[i], lab, eps, args.timeout, attack=False,
-                               interval=False, solver=s)  # fmt: skip
+                    solvers(net, "random", X[i], i, lab, eps)
     if suite in ("digits", "solvers", "encodings"):
         for bits in (8, 6, 4) if suite == "digits" else (8,):
             name = f"digits-{bits}"
@@ -150,15 +152,9 @@ def run_suite(suite: str, args: argparse.Namespace, data: dict) -> None:
                             f"digits/{name}/{i}/{eps}", net, X[i], lab, eps, args.timeout, solver=args.solver
                         )
                     elif suite == "encodings":
-                        smt_only = {"attack": False, "interval": False, "solver": args.solver}
-                        record(f"encodings/optimized/{name}/{i}/{eps}", net, X[i], lab, eps, args.timeout,
-                               encoding="optimized", **smt_only)  # fmt: skip
-                        record(f"encodings/naive/{name}/{i}/{eps}", net, X[i], lab, eps, args.naive_timeout,
-                               encoding="naive", **smt_only)  # fmt: skip
+                        encodings(net, name, X[i], i, lab, eps)
                     else:
-                        for s in ("z3", "bitwuzla"):
-                            record(f"solvers/{s}/{name}/{i}/{eps}", net, X[i], lab, eps, args.timeout,
-                                   attack=False, interval=False, solver=s)  # fmt: skip
+                        solvers(net, name, X[i], i, lab, eps)
 
 
 # -- the page ------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from scipy.optimize import linprog
 
 from ._interval import Bounds
 from ._layered import Layer, Runs, evaluate_chain, layers_of, tabulate_runs
+from ._linear import Forms, concretize, max_of
 
 _TOL = 1e-9
 
@@ -74,12 +75,10 @@ class LayeredBounds:
 
     # -- bounds -------------------------------------------------------------------------------
     def _first(self) -> tuple[np.ndarray, np.ndarray]:
+        """The first layer's accumulators are affine in the inputs: their box bounds are exact."""
         L = self.layers[0]
-        W = L.W
-        lo = np.maximum(W, 0).T @ self.xlo + np.minimum(W, 0).T @ self.xhi + L.b
-        hi = np.maximum(W, 0).T @ self.xhi + np.minimum(W, 0).T @ self.xlo + L.b
-        tol = _TOL * (np.abs(W).T @ self.xmag + np.abs(L.b)) + _TOL
-        return np.ceil(lo - tol), np.floor(hi + tol)
+        lo, hi = concretize(Forms(L.W.T, L.b, L.W.T, L.b), self.xlo, self.xhi)
+        return lo.astype(np.float64), hi.astype(np.float64)
 
     def backward(self, k: int, lam: np.ndarray, const: np.ndarray, rels: list[Rel],
                  mag: np.ndarray | None = None) -> tuple[np.ndarray, list, np.ndarray, np.ndarray]:  # fmt: skip
@@ -118,10 +117,10 @@ class LayeredBounds:
         return H, h
 
     def margin(self, label: int, other: int, rels: list[Rel], ls: list[np.ndarray],
-               us: list[np.ndarray]) -> tuple[float, list[np.ndarray], np.ndarray]:  # fmt: skip
+               us: list[np.ndarray]) -> tuple[float, list[np.ndarray], np.ndarray, float]:  # fmt: skip
         """A lower bound of ``y[label] - y[other]``, the best over the two output neurons' candidate
         lines (each pair a sound relaxation, so the largest bound is sound); with the best pair's
-        coefficients per layer and on the inputs."""
+        coefficients per layer, on the inputs, and the inputs' form's constant."""
         k = len(self.layers) - 1
         layer = self.layers[k]
         n = layer.W.shape[1]
@@ -256,10 +255,8 @@ class LayeredBounds:
 
 
 def box_min(lam: np.ndarray, const: float, xlo: np.ndarray, xhi: np.ndarray) -> float:
-    """``min lam·x + const`` over the box, rounded down by the module's float margin."""
-    v = float(np.maximum(lam, 0) @ xlo + np.minimum(lam, 0) @ xhi + const)
-    mag = float(np.abs(lam) @ np.maximum(np.abs(xlo), np.abs(xhi)) + abs(const))
-    return v - _TOL * mag - _TOL
+    """``min lam·x + const`` over the box, rounded down by :func:`~._linear.max_of`'s margin."""
+    return -max_of(-lam, -const, xlo, xhi)
 
 
 def split_dual(lam: np.ndarray, const: float, H: np.ndarray, h: np.ndarray, xlo: np.ndarray, xhi: np.ndarray,
@@ -292,9 +289,9 @@ def split_dual(lam: np.ndarray, const: float, H: np.ndarray, h: np.ndarray, xlo:
             if k >= len(order):
                 if d0 - (drop[-1] if len(drop) else 0.0) > 1e-6:
                     return float("inf")  # the bound grows without limit: the halfspace misses the box
+                if not len(order):
+                    continue
                 k = len(order) - 1
-            if k < 0 or not len(order):
-                continue
             beta[s] = float(t[order][k])
     return box_min(lam + H.T @ beta, const - float(beta @ h), xlo, xhi)
 
@@ -482,22 +479,28 @@ def prove_margin(
             cl[k][i] = m + 1
         return cl, cu
 
-    def choose(ls: list[np.ndarray], us: list[np.ndarray], low: float, picks: list) -> tuple[int, int, int]:
-        """Of the candidate splits, the one whose worse child bounds best (filtered smart branching)."""
-        best, choice = -np.inf, picks[0]
+    def choose(ls: list[np.ndarray], us: list[np.ndarray], low: float, picks: list) -> tuple[tuple, list]:
+        """Of the candidate splits, the one whose worse child bounds best (filtered smart branching),
+        with its two children already bounded (``(ls, us, bound)`` each), so a pop need not redo them."""
+        best, choice, kids = -np.inf, picks[0], []
         for pick in picks:
-            worst = np.inf
+            worst, these = np.inf, []
             for side in (0, 1):
-                b = bound(*child(ls, us, pick, side), pick[0] + 1, low)
+                cl, cu = child(ls, us, pick, side)
+                b = bound(cl, cu, pick[0] + 1, low)
+                these.append((cl, cu, b))
                 worst = min(worst, np.inf if b is None else b[0])
-            if worst > best:
-                best, choice = worst, pick
-        return choice
+            if worst > best or not kids:
+                best, choice, kids = worst, pick, these
+        return choice, kids
 
-    def push(ls: list[np.ndarray], us: list[np.ndarray], start: int, parent: float) -> np.ndarray | None:
+    def push(ls: list[np.ndarray], us: list[np.ndarray], start: int, parent: float,
+             got: tuple | None | bool = False) -> np.ndarray | None:  # fmt: skip
+        """Bound a branch (unless ``got`` is its bound already), check its corners, queue it."""
         nonlocal stuck, n
         n += 1
-        got = bound(ls, us, start, parent)
+        if got is False:
+            got = bound(ls, us, start, parent)
         if got is None:
             return None
         low, coeffs, lam, rels = got
@@ -505,7 +508,7 @@ def prove_margin(
             return None
         cands = [np.where(lam > 0, bounds.xlo, bounds.xhi)]
         picks = _candidates(bounds, coeffs, rels, ls, us)
-        pick = choose(ls, us, low, picks) if len(picks) > 1 else (picks[0] if picks else None)
+        pick, kids = choose(ls, us, low, picks) if len(picks) > 1 else (picks[0] if picks else None, None)
         if pick is None:  # the lines are as tight as splits make them: the LP enforces the splits
             lp_low, x_lp, lp_layers = bounds.lp_margin(label, other, ls, us)
             if np.ceil(lp_low) >= threshold:
@@ -532,7 +535,7 @@ def prove_margin(
                 return x
             stuck = stuck or r == "unknown"
             return None
-        heapq.heappush(heap, (low, next(counter), ls, us, pick))
+        heapq.heappush(heap, (low, next(counter), ls, us, pick, kids))
         return None
 
     ls, us = ([a.copy() for a in side] for side in bounds.root)
@@ -542,9 +545,13 @@ def prove_margin(
     while heap:
         if time.perf_counter() > deadline or n >= max_branches:
             return "open", None, n
-        low, _, ls, us, pick = heapq.heappop(heap)
+        low, _, ls, us, pick, kids = heapq.heappop(heap)
         for side in (0, 1):
-            w = push(*child(ls, us, pick, side), pick[0] + 1, low)
+            if kids is None:
+                w = push(*child(ls, us, pick, side), pick[0] + 1, low)
+            else:
+                cl, cu, got = kids[side]
+                w = push(cl, cu, pick[0] + 1, low, got)
             if w is not None:
                 return "violated", w, n
     return ("open" if stuck else "proved"), None, n
