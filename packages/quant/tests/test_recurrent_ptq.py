@@ -50,24 +50,6 @@ def trained(digits):
     return {f: _train(f, digits, epochs=15 if f == "ltc" else 8) for f in FAMILIES}
 
 
-def _check_exact(q, path, real_codes, seed):
-    model = check_model_and_load(path)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    ref = ReferenceInterpreter(model)
-    lo, hi = q.input.lo, q.input.hi
-    rng = np.random.default_rng(seed)
-    random_codes = rng.integers(lo, hi + 1, size=(1000, q.input.shape[1])).astype(q.input.dtype)
-    random_codes[0], random_codes[1] = lo, hi  # the extremes
-    for codes in (random_codes, real_codes):
-        expected = ref.run({"x": codes})["y"]
-        got = sess.run(None, {"x": codes})[0]
-        assert got.dtype == expected.dtype
-        np.testing.assert_array_equal(got, expected)
-        np.testing.assert_array_equal(q.forward_codes(codes), expected)
-        assert len(np.unique(expected)) > 3  # not degenerate: the test could fail
-    return model
-
-
 def check_model_and_load(path):
     import onnx
 
@@ -79,7 +61,7 @@ def check_model_and_load(path):
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 @pytest.mark.parametrize("bits", [8, 6])
-def test_recurrent_export_is_exact(trained, digits, family, bits, tmp_path):
+def test_recurrent_export_is_exact(trained, digits, family, bits, tmp_path, assert_exact):
     model = trained[family]
     q = quantize_sequence_classifier(model, digits.X_train, weight_bits=bits, act_bits=bits,
                                      input_range=digits.value_range)  # fmt: skip
@@ -92,7 +74,7 @@ def test_recurrent_export_is_exact(trained, digits, family, bits, tmp_path):
                        metrics={"float_test_accuracy": float_acc, "int_test_accuracy": int_acc})  # fmt: skip
     real_codes = q.quantize_input(digits.X_test)
     assert real_codes.shape == (len(digits.X_test), 64) and len(real_codes) >= 300
-    _check_exact(q, path, real_codes, seed=bits)
+    assert_exact(q, check_model_and_load(path), real_codes, seed=bits)
     # [N, T, F] inputs give the same codes and the same answers
     np.testing.assert_array_equal(q.forward_codes(real_codes.reshape(-1, 8, 8)), q.forward_codes(real_codes))
     sc = read_sidecar(path)
@@ -111,7 +93,7 @@ def test_recurrent_export_is_exact(trained, digits, family, bits, tmp_path):
 
 
 @pytest.mark.parametrize("family", ["ctrnn", "ltc"])
-def test_italy_power_demand(family, tmp_path):
+def test_italy_power_demand(family, tmp_path, assert_exact):
     data = load_dataset("italy_power_demand", seed=0)
     model = _train(family, data, units=16 if family == "ctrnn" else 8, epochs=30)
     float_acc = accuracy(model, data.X_test, data.y_test)
@@ -123,7 +105,7 @@ def test_italy_power_demand(family, tmp_path):
         path = export_onnx(q, tmp_path / f"ipd{bits}.onnx", dataset="italy_power_demand")
         real = q.quantize_input(data.X_test)
         assert len(real) >= 300
-        _check_exact(q, path, real, seed=100 + bits)
+        assert_exact(q, check_model_and_load(path), real, seed=100 + bits)
         if bits == 8:
             assert int_acc > 0.7 and int_acc >= float_acc - 0.06, (float_acc, int_acc)  # chance is 0.5
 

@@ -13,14 +13,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._calibrate import absmax, quantize_weight, real_range
+from ._calibrate import real_range
 from ._continuous_int import INTEGER_SCHEMES, IntegerContinuousNet, IntegerStage
 from ._graph import IntegerDense
 from ._nonlin import make_activation
+from ._options import QuantOptions, requant
 from ._ptq import QuantizedModel
-from ._recurrent_ptq import _requant
-from ._semantics import asymmetric_scale, container_dtype, signed_range
-from ._sidecar import TensorQuant
 
 
 def _points(scheme: str, n_steps: int) -> list[list[tuple[float, bool]]]:
@@ -92,14 +90,14 @@ def _simulate_stage(h: np.ndarray, scheme: str, schedule, thetas, act) -> tuple[
     return h, rec
 
 
-def _dense(
-    w, b, s_in, s_out, bits, per_channel, method, inputs, lo, hi, name, percentile, z_in=0
-) -> IntegerDense:
-    wq, s_w = quantize_weight(w, bits, per_channel, method, inputs, percentile)
+def _dense(o: QuantOptions, w, b, s_in, s_out, inputs, name, z_in=0) -> IntegerDense:
+    """One dense layer (symmetric ``act_bits`` outputs); ``inputs``: its float inputs for an MSE weight clip."""
+    wq, s_w = o.weight(w, inputs)
     bq = np.round(b / (s_in * s_w)).astype(np.int64) - z_in * wq.sum(axis=0)
     if np.abs(bq).max(initial=0) > 2**31 - 1:
         raise OverflowError(f"continuous_net: the quantized bias of {name} overflows int32")
-    rq = _requant(s_in * s_w / s_out, w.shape[1])
+    rq = requant(s_in * s_w / s_out, w.shape[1])
+    lo, hi = o.act_range
     return IntegerDense(weight=wq, bias=bq.astype(np.int32), multiplier=rq.multiplier, shift=rq.shift,
                         lo=lo, hi=hi, name=name)  # fmt: skip
 
@@ -127,10 +125,8 @@ def quantize_continuous_net(
 
     >>> q = quantize_continuous_net(net, data.X_train, 8, 8, input_range=data.value_range)   # doctest: +SKIP
     """
-    from ._checks import check_common
-
-    weight_bits, act_bits, in_bits = check_common(weight_bits, act_bits, in_bits, calibration, weight_clip,
-                                                  nonlinearity)  # fmt: skip
+    o = QuantOptions.checked(weight_bits, act_bits, in_bits, calibration, weight_clip, nonlinearity,
+                             percentile=percentile, per_channel=per_channel, pre_clip=pre_clip)  # fmt: skip
     if not (hasattr(model, "stages") and hasattr(model, "encoder") and hasattr(model, "stitches")):
         raise TypeError(
             f"quantize_continuous_net expects a ctnn.models.ContinuousNet, got {type(model).__name__}"
@@ -146,10 +142,9 @@ def quantize_continuous_net(
     if x.ndim != 2 or x.shape[1] != F or len(x) == 0:
         raise ValueError(f"calibration data must have shape [N, {F}], got {list(np.shape(calib_x))}")
     act = _act(model.activation)
-    ilo, ihi = signed_range(in_bits)
-    alo, ahi = signed_range(act_bits)
-    xr = input_range if input_range is not None else real_range(x, calibration, in_bits, percentile)
-    s_x, z_x = asymmetric_scale(*xr, in_bits)
+    alo, ahi = o.act_range
+    xr = input_range if input_range is not None else real_range(x, calibration, o.in_bits, percentile)
+    inq = o.input_quant(xr, F)
 
     def p(m):
         return m.weight.detach().double().numpy().T, m.bias.detach().double().numpy()
@@ -170,58 +165,41 @@ def quantize_continuous_net(
         stage_out.append(h)
     logits = h @ p(model.head)[0] + p(model.head)[1]
 
-    mse_in = weight_clip == "mse"
     tanh = model.activation == "tanh"
-    s_y = absmax(logits, calibration, act_bits, percentile) / ahi
-    states = [absmax(np.concatenate([r.ravel() for r in rec["h"]]), calibration, act_bits, percentile) / ahi
-              for _, _, rec in stage_info]  # fmt: skip
-    encoder = _dense(we, be, s_x, states[0], weight_bits, per_channel, weight_clip, x if mse_in else None,
-                     alo, ahi, "encoder", percentile, z_x)  # fmt: skip
+    s_y = o.scale(logits)
+    states = [o.scale(np.concatenate([r.ravel() for r in rec["h"]])) for _, _, rec in stage_info]
+    encoder = _dense(o, we, be, inq.scale, states[0], x, "encoder", inq.zero_point)
     stitches = []
     for k in range(1, len(model.stages)):
         ws, bs = p(model.stitches[k - 1])
-        stitches.append(_dense(ws, bs, states[k - 1], states[k], weight_bits, per_channel, weight_clip,
-                               hs_in[k - 1] if mse_in else None, alo, ahi, f"stitch{k}", percentile))  # fmt: skip
+        stitches.append(_dense(o, ws, bs, states[k - 1], states[k], hs_in[k - 1], f"stitch{k}"))
     stages = []
     for k, (schedule, thetas, rec) in enumerate(stage_info):
         s_h = states[k]
-        s_p1 = absmax(np.concatenate([a.ravel() for a in rec["p1"]]), calibration, act_bits, percentile)
-        s_p2 = absmax(np.concatenate([a.ravel() for a in rec["p2"]]), calibration, act_bits, percentile)
-        if tanh:
-            s_p1, s_p2 = min(s_p1, pre_clip) / ahi, min(s_p2, pre_clip) / ahi
-            s_u = s_k = 1.0 / ahi
-            act1 = make_activation("tanh", s_p1, act_bits, s_u, alo, ahi, nonlinearity)
-            act2 = make_activation("tanh", s_p2, act_bits, s_k, alo, ahi, nonlinearity)
-        else:
-            s_p1, s_p2 = s_p1 / ahi, s_p2 / ahi
-            s_u, s_k = s_p1, s_p2
-            act1 = make_activation("relu", s_p1, act_bits, s_u, 0, ahi, nonlinearity)
-            act2 = make_activation("relu", s_p2, act_bits, s_k, 0, ahi, nonlinearity)
+        clip = o.pre_clip if tanh else None  # tanh is flat beyond pre_clip; ReLU is not
+        s_p1 = o.scale(np.concatenate([a.ravel() for a in rec["p1"]]), clip)
+        s_p2 = o.scale(np.concatenate([a.ravel() for a in rec["p2"]]), clip)
+        kind, lo = ("tanh", alo) if tanh else ("relu", 0)
+        s_u, s_k = (1.0 / ahi, 1.0 / ahi) if tanh else (s_p1, s_p2)
+        act1 = make_activation(kind, s_p1, o.act_bits, s_u, lo, ahi, nonlinearity)
+        act2 = make_activation(kind, s_p2, o.act_bits, s_k, lo, ahi, nonlinearity)
         layers = {}
         for key, (w1, b1, w2, b2) in thetas.items():
-            hin = np.concatenate(rec["hin"][key]) if mse_in else None
-            uin = np.concatenate(rec["u"][key]) if mse_in else None
-            layers[key] = (
-                _dense(w1, b1, s_h, s_p1, weight_bits, per_channel, weight_clip, hin, alo, ahi, f"s{k}{key}l1",
-                       percentile),
-                _dense(w2, b2, s_u, s_p2, weight_bits, per_channel, weight_clip, uin, alo, ahi, f"s{k}{key}l2",
-                       percentile),
-            )  # fmt: skip
+            hin = np.concatenate(rec["hin"][key]) if o.mse else None
+            uin = np.concatenate(rec["u"][key]) if o.mse else None
+            layers[key] = (_dense(o, w1, b1, s_h, s_p1, hin, f"s{k}{key}l1"),
+                           _dense(o, w2, b2, s_u, s_p2, uin, f"s{k}{key}l2"))  # fmt: skip
         dt, width = 1.0 / n_steps, int(model.widths[k])
-        rq = {c: _requant(f * s_k / s_h, width) for c, f in (("dt", dt), ("half", dt / 2), ("sixth", dt / 6))}
+        rq = {c: requant(f * s_k / s_h, width) for c, f in (("dt", dt), ("half", dt / 2), ("sixth", dt / 6))}
         stages.append(IntegerStage(scheme, schedule, layers, act1, act2, rq, alo, ahi))
     wh, bh = p(model.head)
-    head = _dense(wh, bh, states[-1], s_y, weight_bits, per_channel, weight_clip,
-                  stage_out[-1] if mse_in else None, alo, ahi, "head", percentile)  # fmt: skip
-    net = IntegerContinuousNet(in_features=F, in_bits=in_bits, weight_bits=weight_bits, act_bits=act_bits,
+    head = _dense(o, wh, bh, states[-1], s_y, stage_out[-1], "head")
+    net = IntegerContinuousNet(in_features=F, in_bits=o.in_bits, weight_bits=o.weight_bits, act_bits=o.act_bits,
                                encoder=encoder, stages=stages, stitches=stitches, head=head)  # fmt: skip
-    inq = TensorQuant("x", [None, F], in_bits, ilo, ihi, s_x, z_x, str(container_dtype(ilo, ihi)))
-    outq = TensorQuant(
-        "y", [None, head.weight.shape[1]], act_bits, alo, ahi, s_y, 0, str(container_dtype(alo, ahi))
-    )
+    outq = o.output_quant(head.weight.shape[1], s_y)
     hp = {
         "widths": list(model.widths), "scheme": scheme, "n_steps": n_steps, "basis": model.basis,
-        "n_basis": model.n_basis, "activation": model.activation, "in_bits": in_bits, "per_channel": per_channel,
+        "n_basis": model.n_basis, "activation": model.activation, "in_bits": o.in_bits, "per_channel": per_channel,
         "calibration": calibration, "weight_clip": weight_clip, "nonlinearity": nonlinearity,
         "scales": {"states": states},
         "rounding": "round half away from zero via truncating Div, per term",

@@ -12,15 +12,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._calibrate import absmax, quantize_weight
 from ._gated_int import IntegerGated
-from ._graph import IntegerDense
 from ._lut import LUT_FUNCTIONS
 from ._nonlin import make_activation
+from ._options import QuantOptions, requant
 from ._ptq import QuantizedModel
-from ._recurrent_ptq import _requant, hold
-from ._semantics import asymmetric_scale, container_dtype, signed_range
-from ._sidecar import TensorQuant
+from ._recurrent_ptq import SequenceData, hold
+from ._semantics import signed_range
 
 _sigmoid = LUT_FUNCTIONS["sigmoid"]
 
@@ -73,94 +71,67 @@ def _simulate(family: str, p: dict, x: np.ndarray, valid: np.ndarray | None = No
     return {**{k: np.stack(v) for k, v in rec.items() if v}, "h_last": h, "y": h @ p["Wo"] + p["bo"]}
 
 
-def quantize_gated(
-    model: torch.nn.Module,
-    x: np.ndarray,
-    weight_bits: int,
-    act_bits: int,
-    in_bits: int,
-    xrange: tuple[float, float],
-    calibration: str,
-    percentile: float,
-    weight_clip: str,
-    pre_clip: float,
-    per_channel: bool = False,
-    nonlinearity: str = "lut",
-    state_bits: int | None = None,
-    valid: np.ndarray | None = None,
-) -> QuantizedModel:
-    """The LSTM/GRU branch of :func:`~ctnn.quant.quantize_sequence_classifier` (``x``: checked ``[N, T, F]``)."""
-    family = model.family
+def quantize_gated(model: torch.nn.Module, d: SequenceData, o: QuantOptions) -> QuantizedModel:
+    """The LSTM/GRU branch of :func:`~ctnn.quant.quantize_sequence_classifier`."""
+    family, x, inq = model.family, d.x, d.input
     p = _params(model)
-    sim = _simulate(family, p, x, valid)
+    sim = _simulate(family, p, x, d.valid)
     T, F, H = x.shape[1], x.shape[2], p["H"]
     G = 4 if family == "lstm" else 3
-    ilo, ihi = signed_range(in_bits)
-    alo, ahi = signed_range(act_bits)
-    s_x, z_x = asymmetric_scale(*xrange, in_bits)
+    alo, ahi = o.act_range
+    s_x, z_x = inq.scale, inq.zero_point
     s_gate = 1.0 / ahi
     pre = sim["pre"]
-    s_pre = np.array([min(absmax(pre[..., k * H : (k + 1) * H], calibration, act_bits, percentile), pre_clip) / ahi
-                      for k in range(G)])  # fmt: skip
+    s_pre = np.array([o.scale(pre[..., k * H : (k + 1) * H], o.pre_clip) for k in range(G)])
     group = np.repeat(s_pre, H)
-    sub = slice(None, None, max(1, len(x) // 512))
-    mse = weight_clip == "mse"
-    Wxq, s_wx = quantize_weight(p["Wx"], weight_bits, per_channel, weight_clip,
-                                x[sub].reshape(-1, F) if mse else None, percentile)  # fmt: skip
+    sub = d.sub
+    Wxq, s_wx = o.weight(p["Wx"], x[sub])
     bx = np.round(p["bx"] / (s_x * s_wx)).astype(np.int64) - z_x * Wxq.sum(axis=0)
-    sb = state_bits or act_bits
-    wide = 1 << (sb - act_bits)  # the wide state's codes per act_bits code of its view
+    sb = o.state_width
+    wide = 1 << (sb - o.act_bits)  # the wide state's codes per act_bits code of its view
     if family == "lstm":
-        s_c = absmax(sim["c"], calibration, sb, percentile) / signed_range(sb)[1]  # the cell state (sb bits)
-        s_h = absmax(sim["h"], calibration, act_bits, percentile) / ahi
+        s_c = o.absmax(sim["c"], sb) / signed_range(sb)[1]  # the cell state (sb bits)
+        s_h = o.scale(sim["h"])
     else:
         s_h = 1.0 / ahi  # the view's scale; the wide h has s_h / wide
-    Whq, s_wh = quantize_weight(p["Wh"], weight_bits, per_channel, weight_clip,
-                                sim["hin"][:, sub].reshape(-1, H) if mse else None, percentile)  # fmt: skip
+    Whq, s_wh = o.weight(p["Wh"], sim["hin"][:, sub])
     bh = np.round(p["bh"] / (s_h * s_wh)).astype(np.int64)
     for name, b in (("input bias", bx), ("hidden bias", bh)):
         if np.abs(b).max(initial=0) > 2**31 - 1:
             raise OverflowError(f"{family}: the quantized {name} overflows int32")
 
     def act(fn, s_in, lo):
-        return make_activation(fn, s_in, act_bits, s_gate, lo, ahi, nonlinearity)
+        return make_activation(fn, s_in, o.act_bits, s_gate, lo, ahi, o.nonlinearity)
 
     if family == "lstm":
         acts = {"sig_i": act("sigmoid", s_pre[0], 0), "sig_f": act("sigmoid", s_pre[1], 0),
                 "tanh_g": act("tanh", s_pre[2], alo), "sig_o": act("sigmoid", s_pre[3], 0),
                 "tanh_c": act("tanh", s_c * wide, alo)}  # fmt: skip
         rq = {
-            "fc": _requant(s_gate, H),
-            "ig": _requant(s_gate * s_gate / s_c, H),
-            "oh": _requant(s_gate * s_gate / s_h, H),
+            "fc": requant(s_gate, H),
+            "ig": requant(s_gate * s_gate / s_c, H),
+            "oh": requant(s_gate * s_gate / s_h, H),
         }
-        rq_h = _requant(s_h * s_wh / group, G * H)
+        rq_h = requant(s_h * s_wh / group, G * H)
     else:
-        s_hn = absmax(sim["hn"], calibration, act_bits, percentile) / ahi
+        s_hn = o.scale(sim["hn"])
         acts = {"sig_r": act("sigmoid", s_pre[0], 0), "sig_z": act("sigmoid", s_pre[1], 0),
                 "tanh_n": act("tanh", s_pre[2], alo)}  # fmt: skip
-        rq = {"rn": _requant(s_gate * s_hn / s_pre[2], H), "zh": _requant(s_gate, H)}
-        rq_h = _requant(s_h * s_wh / np.concatenate([group[: 2 * H], np.full(H, s_hn)]), G * H)
-    Woq, s_wo = quantize_weight(p["Wo"], weight_bits, per_channel, weight_clip,
-                                sim["h_last"][sub] if mse else None, percentile)  # fmt: skip
-    s_y = absmax(sim["y"], calibration, act_bits, percentile) / ahi
-    bo = np.round(p["bo"] / (s_h * s_wo)).astype(np.int64)
-    C = Woq.shape[1]
-    hr = _requant(s_h * s_wo / s_y, C)
-    head = IntegerDense(weight=Woq, bias=bo.astype(np.int32), multiplier=hr.multiplier, shift=hr.shift,
-                        lo=alo, hi=ahi, name="head")  # fmt: skip
+        rq = {"rn": requant(s_gate * s_hn / s_pre[2], H), "zh": requant(s_gate, H)}
+        rq_h = requant(s_h * s_wh / np.concatenate([group[: 2 * H], np.full(H, s_hn)]), G * H)
+    Woq, s_wo = o.weight(p["Wo"], sim["h_last"][sub])
+    s_y = o.scale(sim["y"])
+    head = o.head(Woq, s_wo, p["bo"], s_h, s_y)
     net = IntegerGated(
-        family=family, steps=T, in_features=F, in_bits=in_bits, weight_bits=weight_bits, act_bits=act_bits,
-        Wx=Wxq, bx=bx, rq_x=_requant(s_x * s_wx / group, G * H), Wh=Whq, bh=bh, rq_h=rq_h, acts=acts, rq=rq, head=head,
+        family=family, steps=T, in_features=F, in_bits=o.in_bits, weight_bits=o.weight_bits, act_bits=o.act_bits,
+        Wx=Wxq, bx=bx, rq_x=requant(s_x * s_wx / group, G * H), Wh=Whq, bh=bh, rq_h=rq_h, acts=acts, rq=rq, head=head,
         state_bits=sb,
     )  # fmt: skip
-    inq = TensorQuant("x", [None, T * F], in_bits, ilo, ihi, s_x, z_x, str(container_dtype(ilo, ihi)))
-    outq = TensorQuant("y", [None, C], act_bits, alo, ahi, s_y, 0, str(container_dtype(alo, ahi)))
     hp = {
-        "steps": T, "in_features": F, "units": H, "in_bits": in_bits, "calibration": calibration,
-        "weight_clip": weight_clip, "per_channel": per_channel, "nonlinearity": nonlinearity,
+        "steps": T, "in_features": F, "units": H, **o.hyperparameters(),
         "input_layout": "flat time-major [N, T*F]", "state_bits": sb,
         "scales": {"state": s_h, "pre_activation": s_pre.tolist(), **({"cell": s_c} if family == "lstm" else {})},
         "rounding": "round half away from zero via truncating Div, per term",
     }  # fmt: skip
+    outq = o.output_quant(Woq.shape[1], s_y)
     return QuantizedModel(net=net, input=inq, output=outq, family=family, hyperparameters=hp)

@@ -15,13 +15,12 @@ import numpy as np
 import torch
 
 from ._calibrate import quantize_weight
-from ._graph import IntegerDense
 from ._ltc_int import LTC_SOLVERS, IntegerLTC
 from ._lut import LUT_FUNCTIONS, round_half_away
+from ._options import QuantOptions, requant
 from ._ptq import QuantizedModel
-from ._recurrent_ptq import _absmax, _requant, hold
-from ._semantics import asymmetric_scale, container_dtype, quantize_multiplier, signed_range
-from ._sidecar import TensorQuant
+from ._recurrent_ptq import SequenceData, hold
+from ._semantics import quantize_multiplier, signed_range
 
 _sigmoid = LUT_FUNCTIONS["sigmoid"]
 
@@ -93,30 +92,18 @@ def _simulate(p: dict, x: np.ndarray, valid: np.ndarray | None = None) -> dict:
     return {"v": np.stack(vs), "motor": motor, "y": motor @ p["Wo"] + p["bo"]}
 
 
-def quantize_ltc(
-    model: torch.nn.Module,
-    x: np.ndarray,
-    weight_bits: int,
-    act_bits: int,
-    in_bits: int,
-    xrange: tuple[float, float],
-    calibration: str,
-    percentile: float,
-    weight_clip: str,
-    per_channel: bool = False,
-    valid: np.ndarray | None = None,
-) -> QuantizedModel:
-    """The LTC branch of :func:`~ctnn.quant.quantize_sequence_classifier` (``x``: checked ``[N, T, F]``)."""
+def quantize_ltc(model: torch.nn.Module, d: SequenceData, o: QuantOptions) -> QuantizedModel:
+    """The LTC branch of :func:`~ctnn.quant.quantize_sequence_classifier`."""
+    x, inq = d.x, d.input
     p = _ltc_params(model)
-    sim = _simulate(p, x, valid)
+    sim = _simulate(p, x, d.valid)
     T, F = x.shape[1], x.shape[2]
     H = len(p["gleak"])
-    ilo, ihi = signed_range(in_bits)
-    xmin, xmax = xrange
-    s_x, z_x = asymmetric_scale(xmin, xmax, in_bits)
-    alo, ahi = signed_range(act_bits)
-    wmax = (1 << (weight_bits - 1)) - 1
-    s_v = _absmax(sim["v"], calibration, percentile, act_bits) / ahi
+    s_x, z_x = inq.scale, inq.zero_point
+    ilo, ihi = inq.lo, inq.hi
+    alo, ahi = o.act_range
+    wmax = signed_range(o.weight_bits)[1]
+    s_v = o.scale(sim["v"])
     big = float(wmax * ahi)
     we_max = max(
         float(np.abs(p["w"] * p["erev"]).max(initial=0)),
@@ -144,31 +131,27 @@ def quantize_ltc(
     if p["solver"] != "semi_implicit":  # v + (dt/cm)·(num − den·v): dt/cm = 1/cm_t
         explicit["gd"] = round_half_away(p["gleak"] / s_den).astype(np.int64)
         explicit["rq_explicit"] = {
-            f"{part}_{c}": _requant(f / p["cm_t"] * scale, H)
+            f"{part}_{c}": requant(f / p["cm_t"] * scale, H)
             for c, f in (("dt", 1.0), ("half", 0.5), ("sixth", 1 / 6))
             for part, scale in (("num", s_num / s_v), ("den", s_den))
         }
 
-    sub = slice(None, None, max(1, len(x) // 512))
-    Woq, s_wo = quantize_weight(p["Wo"], weight_bits, per_channel, weight_clip,
-                                sim["motor"][sub] if weight_clip == "mse" else None)  # fmt: skip
-    s_y = _absmax(sim["y"], calibration, percentile, act_bits) / ahi
-    bo = np.round(p["bo"] / (s_v * s_wo)).astype(np.int64)
-    C = Woq.shape[1]
-    hrq = _requant(s_v * s_wo / s_y, C)
-    head = IntegerDense(weight=Woq, bias=bo.astype(np.int32), multiplier=hrq.multiplier, shift=hrq.shift,
-                        lo=alo, hi=ahi, name="head")  # fmt: skip
+    # the head's percentile clip has always used quantize_weight's default percentile (99.99), not
+    # o.percentile: kept so that LTC graphs stay as they were
+    Woq, s_wo = quantize_weight(p["Wo"], o.weight_bits, o.per_channel, o.weight_clip,
+                                sim["motor"][d.sub] if o.mse else None)  # fmt: skip
+    s_y = o.scale(sim["y"])
+    head = o.head(Woq, s_wo, p["bo"], s_v, s_y)
     net = IntegerLTC(
-        steps=T, in_features=F, unfolds=p["unfolds"], in_bits=in_bits, weight_bits=weight_bits, act_bits=act_bits,
-        rec_num=rec_num, rec_den=rec_den, sen_num=sen_num, sen_den=sen_den, cn=cn, gn=gn, cd=cd,
+        steps=T, in_features=F, unfolds=p["unfolds"], in_bits=o.in_bits, weight_bits=o.weight_bits,
+        act_bits=o.act_bits, rec_num=rec_num, rec_den=rec_den, sen_num=sen_num, sen_den=sen_den, cn=cn, gn=gn, cd=cd,
         multiplier=mult, shift=shift, motor=p["motor"], head=head, solver=p["solver"], **explicit,
     )  # fmt: skip
-    inq = TensorQuant("x", [None, T * F], in_bits, ilo, ihi, s_x, z_x, str(container_dtype(ilo, ihi)))
-    outq = TensorQuant("y", [None, C], act_bits, alo, ahi, s_y, 0, str(container_dtype(alo, ahi)))
     hp = {
-        "steps": T, "in_features": F, "units": H, "unfolds": p["unfolds"], "motor": p["motor"], "in_bits": in_bits,
-        "calibration": calibration, "weight_clip": weight_clip, "per_channel": per_channel, "input_layout": "flat time-major [N, T*F]",
+        "steps": T, "in_features": F, "units": H, "unfolds": p["unfolds"], "motor": p["motor"],
+        **o.hyperparameters(nonlinearity=False), "input_layout": "flat time-major [N, T*F]",
         "solver": p["solver"], "scales": {"state": s_v, "numerator": s_num, "denominator": s_den},
         "rounding": "fused step: Div(2*num*M +- den*2^s, 2*den*2^s), round half away from zero",
     }  # fmt: skip
+    outq = o.output_quant(Woq.shape[1], s_y)
     return QuantizedModel(net=net, input=inq, output=outq, family="ltc", hyperparameters=hp)

@@ -18,9 +18,10 @@ import numpy as np
 import onnx
 import torch
 
-from ._calibrate import absmax, frozen, quantize_weight, real_range
+from ._calibrate import frozen, real_range
 from ._graph import IntegerDense, IntegerMLP
-from ._semantics import asymmetric_scale, container_dtype, quantize_multiplier, signed_range
+from ._options import QuantOptions
+from ._semantics import quantize_multiplier
 from ._sidecar import Sidecar, TensorQuant, write_sidecar
 
 
@@ -110,11 +111,8 @@ def quantize_mlp(
     >>> q = quantize_mlp(mlp, X_train, weight_bits=6, act_bits=8)   # doctest: +SKIP
     >>> q.predict(X_test)                                            # doctest: +SKIP
     """
-    from ._checks import check_common
-
-    weight_bits, act_bits, in_bits = check_common(
-        weight_bits, act_bits, in_bits, calibration, weight_clip, "lut"
-    )
+    o = QuantOptions.checked(weight_bits, act_bits, in_bits, calibration, weight_clip,
+                             percentile=percentile, per_channel=per_channel)  # fmt: skip
     linears = [m for m in getattr(model, "layers", []) if isinstance(m, torch.nn.Linear)]
     if not linears or len(linears) != len(model.layers):
         raise TypeError(
@@ -128,10 +126,9 @@ def quantize_mlp(
     bs = [lin.bias.detach().double().numpy() for lin in linears]
 
     # input: asymmetric, lowest code <- data minimum
-    ilo, ihi = signed_range(in_bits)
-    xmin, xmax = input_range if input_range is not None else _range(calib_x, calibration, percentile, in_bits)
-    s_in, z_in = asymmetric_scale(xmin, xmax, in_bits)
-    inq = TensorQuant("x", [None, n_in], in_bits, ilo, ihi, s_in, z_in, str(container_dtype(ilo, ihi)))
+    xr = input_range if input_range is not None else _range(calib_x, calibration, percentile, o.in_bits)
+    inq = o.input_quant(xr, n_in)
+    s_in, z_in = inq.scale, inq.zero_point
 
     # float activations for calibration
     acts, ins = [], []
@@ -143,16 +140,14 @@ def quantize_mlp(
             a = np.maximum(a, 0)
         acts.append(a)
 
-    alo, ahi = signed_range(act_bits)
+    alo, ahi = o.act_range
     layers = []
     s_prev = s_in
     for i, (w, b) in enumerate(zip(ws, bs)):
         last = i == len(ws) - 1
-        wq, s_w = quantize_weight(w, weight_bits, per_channel, weight_clip, ins[i], percentile)
-        if last:
-            amax = absmax(acts[i], calibration, act_bits, percentile)
-        elif calibration == "mse":  # ReLU outputs: the MSE threshold of the non-negative values
-            amax = absmax(acts[i], calibration, act_bits, percentile)
+        wq, s_w = o.weight(w, ins[i])
+        if last or calibration == "mse":  # ReLU outputs under "mse": the threshold of the non-negative values
+            amax = o.absmax(acts[i])
         else:
             amax = max(_range(acts[i], calibration, percentile)[1], 1e-12)
         s_out = max(amax, 1e-12) / ahi
@@ -171,15 +166,14 @@ def quantize_mlp(
             )
         )  # fmt: skip
         s_prev = s_out
-    net = IntegerMLP(layers, in_bits=in_bits, weight_bits=weight_bits, act_bits=act_bits)
-    outq = TensorQuant("y", [None, linears[-1].out_features], act_bits, alo, ahi, s_prev, 0,
-                       str(container_dtype(alo, ahi)))  # fmt: skip
+    net = IntegerMLP(layers, in_bits=o.in_bits, weight_bits=o.weight_bits, act_bits=o.act_bits)
+    outq = o.output_quant(linears[-1].out_features, s_prev)
     hp = {
         "sizes": [n_in] + [lin.out_features for lin in linears],
         "per_channel": per_channel,
         "calibration": calibration,
         "weight_clip": weight_clip,
-        "in_bits": in_bits,
+        "in_bits": o.in_bits,
     }
     return QuantizedModel(net=net, input=inq, output=outq, family="mlp", hyperparameters=hp)
 

@@ -18,17 +18,17 @@ input bias; the classifier's input normalisation is folded into ``U`` and ``b``.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ._calibrate import absmax, quantize_weight, real_range
-from ._checks import check_common
-from ._graph import IntegerDense
+from ._calibrate import real_range
 from ._nonlin import make_activation
+from ._options import QuantOptions, requant, subsample
 from ._ptq import QuantizedModel
-from ._recurrent import RECURRENT_FAMILIES, IntegerRecurrent, Requant
-from ._semantics import asymmetric_scale, check_bits, container_dtype, quantize_multiplier, signed_range
+from ._recurrent import RECURRENT_FAMILIES, IntegerRecurrent
+from ._semantics import check_bits, signed_range
 from ._sidecar import TensorQuant
 
 #: Families :func:`quantize_sequence_classifier` handles.
@@ -44,14 +44,18 @@ def hold(valid: np.ndarray | None, t: int, new: np.ndarray, old: np.ndarray) -> 
     return new if valid is None else np.where(valid[:, t, None], new, old)
 
 
-def _requant(factors: np.ndarray | float, units: int) -> Requant:
-    f = np.broadcast_to(np.asarray(factors, np.float64), (units,))
-    m, s = zip(*(quantize_multiplier(max(float(v), 1e-30)) for v in f))
-    return Requant(np.array(m, np.int64), np.array(s, np.int64))
+@dataclass(frozen=True)
+class SequenceData:
+    """Checked calibration sequences, as every sequence family's quantizer takes them."""
 
+    x: np.ndarray  # [N, T, F], NaN read as 0 (as the float model reads it)
+    valid: np.ndarray | None  # [N, T]: the real (not padded) steps; None: all of them
+    input: TensorQuant  # the input's codes: flat [N, T·F], asymmetric
 
-def _absmax(a: np.ndarray, calibration: str, percentile: float, bits: int = 8) -> float:
-    return absmax(a, calibration, bits, percentile)
+    @property
+    def sub(self) -> slice:
+        """The subsample of sequences the MSE weight-clip searches read."""
+        return subsample(len(self.x))
 
 
 def _float_params(model: torch.nn.Module) -> dict:
@@ -160,8 +164,8 @@ def quantize_sequence_classifier(
     >>> q = quantize_sequence_classifier(clf, data.X_train, 8, 8, input_range=data.value_range)  # doctest: +SKIP
     >>> export_onnx(q, "rnn.onnx", dataset="digits")                                             # doctest: +SKIP
     """
-    weight_bits, act_bits, in_bits = check_common(weight_bits, act_bits, in_bits, calibration, weight_clip,
-                                                  nonlinearity)  # fmt: skip
+    o = QuantOptions.checked(weight_bits, act_bits, in_bits, calibration, weight_clip, nonlinearity,
+                             percentile=percentile, per_channel=per_channel, pre_clip=pre_clip)  # fmt: skip
     family = getattr(model, "family", None)
     if not hasattr(model, "rnn") or family not in SUPPORTED_FAMILIES:
         raise TypeError(
@@ -201,11 +205,12 @@ def quantize_sequence_classifier(
                 f"state_bits applies to the {', '.join(STATE_BITS_FAMILIES)} families, not {family!r}"
             )
         state_bits = check_bits(state_bits, "state bit-width")
-        if state_bits < act_bits:
-            raise ValueError(f"state_bits ({state_bits}) must be >= act_bits ({act_bits})")
-    xr = input_range if input_range is not None else real_range(x, calibration, in_bits, percentile)
-    q = _quantize_family(model, x, weight_bits, act_bits, in_bits, xr, calibration, percentile, pre_clip,
-                         weight_clip, per_channel, nonlinearity, state_bits, valid)  # fmt: skip
+        if state_bits < o.act_bits:
+            raise ValueError(f"state_bits ({state_bits}) must be >= act_bits ({o.act_bits})")
+        o = dataclasses.replace(o, state_bits=state_bits)
+    xr = input_range if input_range is not None else real_range(x, calibration, o.in_bits, percentile)
+    # input: asymmetric, lowest code <- data minimum (as quantize_mlp)
+    q = _quantize_family(model, SequenceData(x, valid, o.input_quant(xr, x.shape[1] * F)), o)
     if variable:
         _with_padding(q)
     return q
@@ -222,95 +227,81 @@ def _with_padding(q: QuantizedModel) -> None:
     q.hyperparameters.update(pad_code=pad, variable_length=True)
 
 
-def _quantize_family(model, x, weight_bits, act_bits, in_bits, xr, calibration, percentile, pre_clip, weight_clip,
-                     per_channel, nonlinearity, state_bits, valid=None) -> QuantizedModel:  # fmt: skip
+def _quantize_family(model: torch.nn.Module, d: SequenceData, o: QuantOptions) -> QuantizedModel:
+    """Dispatch to the family's quantizer; each takes ``(model, data, options)``."""
     family = model.family
-    F, T = x.shape[2], x.shape[1]
     if family in ("lstm", "gru"):
-        from ._gated_ptq import quantize_gated
-
-        return quantize_gated(model, x, weight_bits, act_bits, in_bits, xr, calibration, percentile, weight_clip,
-                              pre_clip, per_channel, nonlinearity, state_bits, valid)  # fmt: skip
-    if family == "lem":
-        from ._lem_ptq import quantize_lem
-
-        return quantize_lem(model, x, weight_bits, act_bits, in_bits, xr, calibration, percentile, weight_clip,
-                            pre_clip, per_channel, nonlinearity, valid)  # fmt: skip
-    if family == "ltc":
-        if nonlinearity != "lut":
+        from ._gated_ptq import quantize_gated as quantize
+    elif family == "lem":
+        from ._lem_ptq import quantize_lem as quantize
+    elif family == "ltc":
+        if o.nonlinearity != "lut":
             raise ValueError(
                 "ltc: the synapse sigmoids are fused with their weights into per-synapse lookup tables; "
-                f"nonlinearity={nonlinearity!r} is not available for the LTC (use 'lut')"
+                f"nonlinearity={o.nonlinearity!r} is not available for the LTC (use 'lut')"
             )
-        from ._ltc_ptq import quantize_ltc
+        from ._ltc_ptq import quantize_ltc as quantize
+    else:
+        quantize = quantize_rnn
+    return quantize(model, d, o)
 
-        return quantize_ltc(model, x, weight_bits, act_bits, in_bits, xr, calibration, percentile, weight_clip,
-                            per_channel, valid)  # fmt: skip
+
+def quantize_rnn(model: torch.nn.Module, d: SequenceData, o: QuantOptions) -> QuantizedModel:
+    """The Lipschitz RNN / CT-RNN branch of :func:`quantize_sequence_classifier`."""
+    family, x, inq = model.family, d.x, d.input
+    F, T = x.shape[2], x.shape[1]
     p = _float_params(model)
     H = p["W"].shape[0]
-    sim = _simulate(p, x, valid)
+    sim = _simulate(p, x, d.valid)
+    s_x, z_x = inq.scale, inq.zero_point
 
-    # input: asymmetric, lowest code <- data minimum (as quantize_mlp)
-    ilo, ihi = signed_range(in_bits)
-    s_x, z_x = asymmetric_scale(*xr, in_bits)
-
-    alo, ahi = signed_range(act_bits)
-    sb = state_bits or act_bits
-    s_h = _absmax(sim["h"], calibration, percentile, sb) / signed_range(sb)[1]  # the state accumulator
-    s_v = s_h * 2 ** (sb - act_bits)  # its act_bits view: a rounding shift by sb - act_bits
-    s_z = min(_absmax(sim["pre"], calibration, percentile, act_bits), pre_clip) / ahi
+    alo, ahi = o.act_range
+    sb = o.state_width
+    s_h = o.absmax(sim["h"], sb) / signed_range(sb)[1]  # the state accumulator
+    s_v = s_h * 2 ** (sb - o.act_bits)  # its act_bits view: a rounding shift by sb - act_bits
+    s_z = o.scale(sim["pre"], o.pre_clip)
     s_t = 1.0 / ahi
-    s_y = _absmax(sim["y"], calibration, percentile, act_bits) / ahi
+    s_y = o.scale(sim["y"])
 
-    mse = weight_clip == "mse"
-    sub = slice(None, None, max(1, len(x) // 512))  # a subsample is plenty for the clip search
-    h_in = sim["h"][:, sub].reshape(-1, H)
+    sub = d.sub
+    h_in = sim["h"][:, sub]
 
-    def qw(w, inputs):
-        return quantize_weight(w, weight_bits, per_channel, weight_clip, inputs if mse else None, percentile)
-
-    Uq, s_u = qw(p["U"], x[sub].reshape(-1, F))
+    Uq, s_u = o.weight(p["U"], x[sub])
     bu = np.round(p["b"] / (s_x * s_u)).astype(np.int64) - z_x * Uq.sum(axis=0)
     if np.abs(bu).max(initial=0) > 2**31 - 1:
         raise OverflowError("the quantized input bias overflows int32")
-    Wq, s_w = qw(p["W"], h_in)
-    tanh = make_activation("tanh", s_z, act_bits, s_t, alo, ahi, nonlinearity)
+    Wq, s_w = o.weight(p["W"], h_in)
+    tanh = make_activation("tanh", s_z, o.act_bits, s_t, alo, ahi, o.nonlinearity)
     table = tanh.apply(np.arange(alo, ahi + 1))
     kw: dict = {}
     fac = {"dt": p["dt"], "half": p["dt"] / 2, "sixth": p["dt"] / 6}
     stage: dict = {}
     if p["A"] is not None:
-        Aq, s_a = qw(p["A"], h_in)
-        kw.update(A=Aq, rq_a=_requant(p["dt"] * s_a * s_v / s_h, H))
-        rq_t = _requant(p["dt"] * s_t / s_h, H)
+        Aq, s_a = o.weight(p["A"], h_in)
+        kw.update(A=Aq, rq_a=requant(p["dt"] * s_a * s_v / s_h, H))
+        rq_t = requant(p["dt"] * s_t / s_h, H)
         for c in ("half", "sixth"):
-            stage.update({f"t_{c}": _requant(fac[c] * s_t / s_h, H),
-                          f"a_{c}": _requant(fac[c] * s_a * s_v / s_h, H)})  # fmt: skip
+            stage.update({f"t_{c}": requant(fac[c] * s_t / s_h, H),
+                          f"a_{c}": requant(fac[c] * s_a * s_v / s_h, H)})  # fmt: skip
     else:
-        kw.update(rq_d=_requant(p["dt"] * p["inv_tau"], H))
-        rq_t = _requant(p["dt"] * p["inv_tau"] * s_t / s_h, H)
+        kw.update(rq_d=requant(p["dt"] * p["inv_tau"], H))
+        rq_t = requant(p["dt"] * p["inv_tau"] * s_t / s_h, H)
         for c in ("half", "sixth"):
-            stage.update({f"t_{c}": _requant(fac[c] * p["inv_tau"] * s_t / s_h, H),
-                          f"d_{c}": _requant(fac[c] * p["inv_tau"], H)})  # fmt: skip
-    Woq, s_wo = qw(p["Wo"], sim["h_last"][sub])
-    bo = np.round(p["bo"] / (s_v * s_wo)).astype(np.int64)
-    C = Woq.shape[1]
-    hrq = _requant(s_v * s_wo / s_y, C)
-    head = IntegerDense(weight=Woq, bias=bo.astype(np.int32), multiplier=hrq.multiplier, shift=hrq.shift,
-                        lo=alo, hi=ahi, name="head")  # fmt: skip
+            stage.update({f"t_{c}": requant(fac[c] * p["inv_tau"] * s_t / s_h, H),
+                          f"d_{c}": requant(fac[c] * p["inv_tau"], H)})  # fmt: skip
+    head = o.head(*o.weight(p["Wo"], sim["h_last"][sub]), p["bo"], s_v, s_y)
     net = IntegerRecurrent(
-        family=family, steps=T, in_features=F, unfolds=p["unfolds"], in_bits=in_bits, weight_bits=weight_bits,
-        act_bits=act_bits, U=Uq, bu=bu.astype(np.int32), rq_u=_requant(s_x * s_u / s_z, H), W=Wq,
-        rq_w=_requant(s_v * s_w / s_z, H), rq_t=rq_t, state_bits=sb, tanh_table=table, head=head, solver=p["solver"],
-        rq_stage=stage if p["solver"] != "euler" else {}, tanh=tanh if nonlinearity == "pwl" else None, **kw,
+        family=family, steps=T, in_features=F, unfolds=p["unfolds"], in_bits=o.in_bits, weight_bits=o.weight_bits,
+        act_bits=o.act_bits, U=Uq, bu=bu.astype(np.int32), rq_u=requant(s_x * s_u / s_z, H), W=Wq,
+        rq_w=requant(s_v * s_w / s_z, H), rq_t=rq_t, state_bits=sb, tanh_table=table, head=head, solver=p["solver"],
+        rq_stage=stage if p["solver"] != "euler" else {}, tanh=tanh if o.nonlinearity == "pwl" else None, **kw,
     )  # fmt: skip
-    inq = TensorQuant("x", [None, T * F], in_bits, ilo, ihi, s_x, z_x, str(container_dtype(ilo, ihi)))
-    outq = TensorQuant("y", [None, C], act_bits, alo, ahi, s_y, 0, str(container_dtype(alo, ahi)))
     hp = {
-        "steps": T, "in_features": F, "units": H, "unfolds": p["unfolds"], "in_bits": in_bits,
-        "solver": p["solver"], "calibration": calibration, "weight_clip": weight_clip, "per_channel": per_channel,
-        "nonlinearity": nonlinearity, "input_layout": "flat time-major [N, T*F]",
+        "steps": T, "in_features": F, "units": H, "unfolds": p["unfolds"], "in_bits": o.in_bits,
+        "solver": p["solver"], "calibration": o.calibration, "weight_clip": o.weight_clip,
+        "per_channel": o.per_channel, "nonlinearity": o.nonlinearity, "input_layout": "flat time-major [N, T*F]",
         "state_bits": sb, "scales": {"state": s_h, "state_view": s_v, "pre_activation": s_z, "tanh": s_t},
         "rounding": "round half away from zero via truncating Div, per term",
     }  # fmt: skip
+    outq = o.output_quant(head.weight.shape[1], s_y)
     return QuantizedModel(net=net, input=inq, output=outq, family=family, hyperparameters=hp)
