@@ -82,12 +82,7 @@ def ops_graph() -> onnx.ModelProto:
         n("Add", ["c8", "one8"], ["y8"]),
         n("Identity", ["y8"], ["y"]),
     ]
-    g = helper.make_graph(
-        nodes, "ops", [helper.make_tensor_value_info("x", TensorProto.INT8, ["N", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.INT8, ["N", 3])], initializer=inits,
-    )  # fmt: skip
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 9
+    m = _model(nodes, "ops", 4, 3, inits)
     onnx.checker.check_model(m, full_check=True)
     return m
 
@@ -100,21 +95,19 @@ def wrap_graph() -> onnx.ModelProto:
     ]
     n = helper.make_node
     nodes = [n("Mul", ["x", "three"], ["m"]), n("Add", ["m", "c"], ["a"]), n("Sub", ["a", "x"], ["y"])]
-    g = helper.make_graph(
-        nodes, "wrap", [helper.make_tensor_value_info("x", TensorProto.INT8, ["N", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.INT8, ["N", 3])], initializer=inits,
-    )  # fmt: skip
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 9
-    return m
+    return _model(nodes, "wrap", 3, 3, inits)
 
 
 def identity_graph(n_out: int = 2) -> onnx.ModelProto:
     """y = x: the prediction is numpy's argmax of the input itself (for tie tests)."""
+    return _model([helper.make_node("Identity", ["x"], ["y"])], "id", n_out, n_out)
+
+
+def _model(nodes: list, name: str, n_in: int, n_out: int, inits: list = ()) -> onnx.ModelProto:
+    """An opset-17 model of ``nodes`` from ``x``: int8 [N, n_in] to ``y``: int8 [N, n_out]."""
     g = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])], "id",
-        [helper.make_tensor_value_info("x", TensorProto.INT8, ["N", n_out])],
-        [helper.make_tensor_value_info("y", TensorProto.INT8, ["N", n_out])],
+        nodes, name, [helper.make_tensor_value_info("x", TensorProto.INT8, ["N", n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.INT8, ["N", n_out])], initializer=list(inits),
     )  # fmt: skip
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 9

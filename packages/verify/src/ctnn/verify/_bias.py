@@ -17,6 +17,7 @@ from ._network import ModelLike, Network, as_network
 from ._product import n_outputs
 from ._relational import Pairing, check_output, input_box, max_gap
 from ._result import GapResult
+from ._stages import Deadline, Stages
 
 
 def _sensitive(net: Network, sensitive: Any) -> list[int]:
@@ -88,6 +89,8 @@ def verify_bias(
 
     Returns a :class:`~ctnn.verify.GapResult`: ``gap`` (attained by ``witness``, two inputs
     replayed on the reference and in onnxruntime) and ``bound`` (proved), equal when ``exact``.
+    ``timeout_s`` bounds the whole search, each query taking part of what is left: when it runs
+    out, ``[gap, bound]`` brackets the largest change (``exact`` False, ``reason`` says so).
 
     >>> from ctnn.quant import random_integer_mlp
     >>> from ctnn.verify import verify_bias
@@ -96,6 +99,8 @@ def verify_bias(
     >>> r.exact and r.gap == abs(r.witness_outputs[0][0] - r.witness_outputs[1][0])
     True
     """
+    deadline = Deadline(timeout_s)
+    stages = Stages(attack, interval, encoding, seed, solver)
     net = as_network(model, input_range)
     sens = _sensitive(net, sensitive)
     values, (slo, shi) = _values(net, sensitive_values, sensitive_range)
@@ -121,16 +126,4 @@ def verify_bias(
         "sensitive_values": values,
         "sensitive_range": None if values else [slo, shi],
     }
-    return max_gap(
-        pairing,
-        boxes,
-        kind="bias",
-        output=output,
-        timeout_s=timeout_s,
-        attack=attack,
-        interval=interval,
-        encoding=encoding,
-        seed=seed,
-        solver=solver,
-        params=params,
-    )
+    return max_gap(pairing, boxes, stages, deadline, kind="bias", output=output, params=params)

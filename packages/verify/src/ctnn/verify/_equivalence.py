@@ -15,7 +15,6 @@ Both graphs run on the same input inside one product graph (:mod:`._product`). T
 
 from __future__ import annotations
 
-import time
 from fractions import Fraction
 from math import lcm
 from pathlib import Path
@@ -31,6 +30,7 @@ from ._product import n_outputs
 from ._properties import ArgmaxAgreement, OutputGap
 from ._relational import Pairing, check_output, decide_boxes, input_box, max_gap
 from ._result import EquivalenceResult, GapResult
+from ._stages import Deadline, Stages
 
 UNITS = ("codes", "real")
 
@@ -53,10 +53,24 @@ def _networks(
     return a, b
 
 
-def _same_input(a: Network, b: Network, factors: tuple = (1, 1), zero_points: tuple = (0, 0)) -> Pairing:
-    """Both graphs on one input: the product reads every input column once, for both."""
+def _product(
+    model_a: ModelLike,
+    model_b: ModelLike,
+    input_range: tuple[int, int] | None,
+    x_codes: Any,
+    eps: Any,
+    box: Any,
+    units: str = "codes",
+    scales: Any = None,
+    delta: Any = 0,
+) -> tuple[Pairing, list[tuple[np.ndarray, np.ndarray, None]], int, int]:
+    """Both graphs on one input (the product reads every input column once, for both), the box, and
+    ``delta`` as an integer threshold over the denominator ``D`` (see :func:`_scaling`)."""
+    a, b = _networks(model_a, model_b, input_range)
+    factors, zps, t, d = _scaling(a, b, units, scales, delta)
+    lo, hi = input_box(a, x_codes, eps, box)
     n = a.n_features
-    return Pairing(a, b, n, np.arange(n), np.arange(n), a.input_range, factors, zero_points)
+    return Pairing(a, b, n, np.arange(n), np.arange(n), a.input_range, factors, zps), [(lo, hi, None)], t, d
 
 
 def _output_quant(net: Network, given: Any) -> tuple[float, int]:
@@ -134,25 +148,12 @@ def verify_equivalence(
     >>> verify_equivalence(a, a, input_range=(-4, 3)).verdict
     'equivalent'
     """
-    t0 = time.perf_counter()
-    a, b = _networks(model_a, model_b, input_range)
-    factors, zps, t, d = _scaling(a, b, units, scales, delta)
-    lo, hi = input_box(a, x_codes, eps, box)
-    pairing = _same_input(a, b, factors, zps)
+    deadline = Deadline(timeout_s)
+    stages = Stages(attack, interval, encoding, seed, solver)
+    pairing, boxes, t, d = _product(model_a, model_b, input_range, x_codes, eps, box, units, scales, delta)
     out = check_output(pairing.m, output)
-    r, runs = decide_boxes(
-        pairing,
-        OutputGap(pairing.m, t, out),
-        [(lo, hi, None)],
-        timeout_s=timeout_s,
-        attack=attack,
-        interval=interval,
-        encoding=encoding,
-        seed=seed,
-        t0=t0,
-        solver=solver,
-    )
-    return _result(r, runs, "difference", float(delta), units, d, pairing, out, t0)
+    r, runs = decide_boxes(pairing, OutputGap(pairing.m, t, out), boxes, stages, deadline)
+    return _result(r, runs, "difference", float(delta), units, d, pairing, out, deadline)
 
 
 def verify_argmax_equivalence(
@@ -178,23 +179,11 @@ def verify_argmax_equivalence(
     >>> verify_argmax_equivalence(a, a, input_range=(-4, 3)).equivalent
     True
     """
-    t0 = time.perf_counter()
-    a, b = _networks(model_a, model_b, input_range)
-    lo, hi = input_box(a, x_codes, eps, box)
-    pairing = _same_input(a, b)
-    r, runs = decide_boxes(
-        pairing,
-        ArgmaxAgreement(pairing.m),
-        [(lo, hi, None)],
-        timeout_s=timeout_s,
-        attack=attack,
-        interval=interval,
-        encoding=encoding,
-        seed=seed,
-        t0=t0,
-        solver=solver,
-    )
-    return _result(r, runs, "argmax", 0.0, "codes", 1, pairing, None, t0)
+    deadline = Deadline(timeout_s)
+    stages = Stages(attack, interval, encoding, seed, solver)
+    pairing, boxes, _, _ = _product(model_a, model_b, input_range, x_codes, eps, box)
+    r, runs = decide_boxes(pairing, ArgmaxAgreement(pairing.m), boxes, stages, deadline)
+    return _result(r, runs, "argmax", 0.0, "codes", 1, pairing, None, deadline)
 
 
 def max_difference(
@@ -217,39 +206,28 @@ def max_difference(
 ) -> GapResult:
     """The largest ``|A_j(x) - B_j(x)|`` over the box, by binary search (a :class:`~ctnn.verify.GapResult`).
 
+    ``timeout_s`` bounds the whole search (see :func:`~ctnn.verify.verify_bias`): when it runs out,
+    ``[gap, bound]`` brackets the largest difference, ``gap`` attained by the replayed witness.
+
     >>> from ctnn.quant import random_integer_mlp
     >>> from ctnn.verify import max_difference
     >>> a = random_integer_mlp([3, 4, 2], weight_bits=4, act_bits=4, in_bits=3, seed=0).to_onnx()
     >>> max_difference(a, a, input_range=(-4, 3)).bound
     0
     """
-    a, b = _networks(model_a, model_b, input_range)
-    factors, zps, _, d = _scaling(a, b, units, scales, 0)
-    lo, hi = input_box(a, x_codes, eps, box)
-    pairing = _same_input(a, b, factors, zps)
-    return max_gap(
-        pairing,
-        [(lo, hi, None)],
-        kind="difference",
-        output=check_output(pairing.m, output),
-        timeout_s=timeout_s,
-        scale=d,
-        units=units,
-        attack=attack,
-        interval=interval,
-        encoding=encoding,
-        seed=seed,
-        solver=solver,
-    )
+    deadline = Deadline(timeout_s)
+    stages = Stages(attack, interval, encoding, seed, solver)
+    pairing, boxes, _, d = _product(model_a, model_b, input_range, x_codes, eps, box, units, scales)
+    out = check_output(pairing.m, output)
+    return max_gap(pairing, boxes, stages, deadline, kind="difference", output=out, scale=d, units=units)
 
 
-def _result(r, runs, prop: str, delta: float, units: str, d: int, pairing: Pairing, output, t0: float):
+def _result(
+    r, runs, prop: str, delta: float, units: str, d: int, pairing: Pairing, output, deadline: Deadline
+):
     kw: dict[str, Any] = {}
     if runs is not None:
-        y = np.asarray(r.counterexample_output, np.int64)
-        m = pairing.m
-        idx = list(range(m)) if output is None else [output]
-        diff = int(np.abs(y[idx] - y[[m + j for j in idx]]).max())
+        diff = int(OutputGap(pairing.m, 0, output).gaps(np.atleast_2d(r.counterexample_output))[0])
         kw = {
             "counterexample": pairing.runs(r.counterexample)[0].tolist(),
             "outputs": (runs[0].tolist(), runs[1].tolist()),
@@ -262,7 +240,7 @@ def _result(r, runs, prop: str, delta: float, units: str, d: int, pairing: Pairi
         delta=delta,
         method=r.method,
         units=units,
-        total_time_s=time.perf_counter() - t0,
+        total_time_s=deadline.elapsed(),
         reason=r.reason,
         stats=r.stats,
         **kw,

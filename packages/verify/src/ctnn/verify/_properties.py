@@ -8,13 +8,14 @@ for replaying witnesses), as an attack score, and as a z3 condition for the solv
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import numpy as np
 import z3
 
 from ._bv import compare
+from ._linear import max_of
 
 #: property name -> class
 PROPERTIES: dict[str, type[Property]] = {}
@@ -29,6 +30,35 @@ def register_property(name: str) -> Callable[[type[Property]], type[Property]]:
         return cls
 
     return deco
+
+
+def reach(forms: Any, u: int, d: int, xlo: np.ndarray, xhi: np.ndarray) -> float:
+    """The most ``y[u] - y[d]`` can be over the box, by the outputs' affine forms (shared inputs cancel)."""
+    return max_of(forms.UA[u] - forms.LA[d], forms.Uc[u] - forms.Lc[d], xlo, xhi)
+
+
+def any_of(conds: Iterable[z3.BoolRef | bool]) -> z3.BoolRef | bool:
+    """``Or`` of conditions some of which folded to Python bools: the first True decides, False drops out."""
+    return _fold(conds, True)
+
+
+def all_of(conds: Iterable[z3.BoolRef | bool]) -> z3.BoolRef | bool:
+    """``And`` of conditions some of which folded to Python bools: the first False decides, True drops out."""
+    return _fold(conds, False)
+
+
+def _fold(conds: Iterable[z3.BoolRef | bool], decisive: bool) -> z3.BoolRef | bool:
+    rest = []
+    for c in conds:  # lazily: nothing after a decisive condition is built
+        if c is decisive:
+            return decisive
+        if c is not (not decisive):
+            rest.append(c)
+    if not rest:
+        return not decisive
+    if len(rest) == 1:
+        return rest[0]
+    return z3.Or(rest) if decisive else z3.And(rest)
 
 
 class Property(ABC):
@@ -85,25 +115,15 @@ class LocalRobustness(Property):
         return bool(np.all(best <= 0))
 
     def proved_by_forms(self, forms, xlo, xhi):
-        from ._linear import max_of
-
         L = self.label
         margins = self._margins(len(forms.Lc))
-        for j in range(len(forms.Lc)):
-            if j == L:
-                continue
-            # the most y[j] - y[label] can be, with the inputs they share cancelling
-            if np.floor(max_of(forms.UA[j] - forms.LA[L], forms.Uc[j] - forms.Lc[L], xlo, xhi)) > margins[j]:
-                return False
-        return True
+        return all(
+            np.floor(reach(forms, j, L, xlo, xhi)) <= margins[j] for j in range(len(forms.Lc)) if j != L
+        )
 
     def split_weights(self, forms, xlo, xhi):
-        from ._linear import max_of
-
         L = self.label
-        gaps = [(max_of(forms.UA[j] - forms.LA[L], forms.Uc[j] - forms.Lc[L], xlo, xhi), j)
-                for j in range(len(forms.Lc)) if j != L]  # fmt: skip
-        j = max(gaps)[1]
+        j = max((reach(forms, j, L, xlo, xhi), j) for j in range(len(forms.Lc)) if j != L)[1]
         return np.abs(forms.UA[j] - forms.LA[L])
 
     def score(self, y):
@@ -114,18 +134,11 @@ class LocalRobustness(Property):
 
     def violation(self, y, lo, hi):
         L = self.label
-        conds = []
-        for j in range(len(y)):
-            if j == L:
-                continue
-            c = compare(">=" if j < L else ">", y[j], int(lo[j]), int(hi[j]), y[L], int(lo[L]), int(hi[L]))
-            if c is True:
-                return True
-            if c is not False:
-                conds.append(c)
-        if not conds:
-            return False
-        return conds[0] if len(conds) == 1 else z3.Or(conds)
+        return any_of(
+            compare(">=" if j < L else ">", y[j], int(lo[j]), int(hi[j]), y[L], int(lo[L]), int(hi[L]))
+            for j in range(len(y))
+            if j != L
+        )
 
     def params(self):
         return {"label": self.label}
@@ -153,26 +166,16 @@ class TargetedAttack(Property):
         return any(lo[j] - hi[t] > _beats(j, t) for j in range(len(lo)) if j != t)
 
     def proved_by_forms(self, forms, xlo, xhi):
-        from ._linear import max_of
-
         t = self.label
-        for j in range(len(forms.Lc)):
-            if j == t:
-                continue
-            # the least y[j] - y[t] can be is -(the most y[t] - y[j] can be)
-            if -np.floor(max_of(forms.UA[t] - forms.LA[j], forms.Uc[t] - forms.Lc[j], xlo, xhi)) > _beats(
-                j, t
-            ):
-                return True
-        return False
+        # the least y[j] - y[t] can be is -(the most y[t] - y[j] can be)
+        return any(
+            -np.floor(reach(forms, t, j, xlo, xhi)) > _beats(j, t) for j in range(len(forms.Lc)) if j != t
+        )
 
     def split_weights(self, forms, xlo, xhi):
-        from ._linear import max_of
-
         t = self.label
-        gaps = [(max_of(forms.UA[t] - forms.LA[j], forms.Uc[t] - forms.Lc[j], xlo, xhi), j)
-                for j in range(len(forms.Lc)) if j != t]  # fmt: skip
-        j = min(gaps)[1]  # the class closest to beating the target everywhere
+        # the class closest to beating the target everywhere
+        j = min((reach(forms, t, j, xlo, xhi), j) for j in range(len(forms.Lc)) if j != t)[1]
         return np.abs(forms.UA[t] - forms.LA[j])
 
     def score(self, y):
@@ -185,19 +188,12 @@ class TargetedAttack(Property):
 
     def violation(self, y, lo, hi):
         t = self.label
-        conds = []
-        for j in range(len(y)):
-            if j == t:
-                continue
-            # the target beats j
-            c = compare(">" if j < t else ">=", y[t], int(lo[t]), int(hi[t]), y[j], int(lo[j]), int(hi[j]))
-            if c is False:
-                return False
-            if c is not True:
-                conds.append(c)
-        if not conds:
-            return True
-        return conds[0] if len(conds) == 1 else z3.And(conds)
+        # the target beats every j
+        return all_of(
+            compare(">" if j < t else ">=", y[t], int(lo[t]), int(hi[t]), y[j], int(lo[j]), int(hi[j]))
+            for j in range(len(y))
+            if j != t
+        )
 
     def params(self):
         return {"target": self.label}
@@ -235,18 +231,10 @@ class OutputGap(_Paired):
         return all(int(hi[u]) - int(lo[d]) <= self.threshold for u, d in self._pairs())
 
     def proved_by_forms(self, forms, xlo, xhi):
-        from ._linear import max_of
-
-        return all(np.floor(max_of(forms.UA[u] - forms.LA[d], forms.Uc[u] - forms.Lc[d], xlo, xhi))
-                   <= self.threshold for u, d in self._pairs())  # fmt: skip
+        return all(np.floor(reach(forms, u, d, xlo, xhi)) <= self.threshold for u, d in self._pairs())
 
     def split_weights(self, forms, xlo, xhi):
-        from ._linear import max_of
-
-        def reach(p: tuple[int, int]) -> float:
-            return max_of(forms.UA[p[0]] - forms.LA[p[1]], forms.Uc[p[0]] - forms.Lc[p[1]], xlo, xhi)
-
-        u, d = max(self._pairs(), key=reach)
+        u, d = max(self._pairs(), key=lambda p: reach(forms, p[0], p[1], xlo, xhi))
         return np.abs(forms.UA[u] - forms.LA[d])
 
     def gaps(self, y: np.ndarray) -> np.ndarray:
@@ -261,19 +249,14 @@ class OutputGap(_Paired):
     def violation(self, y, lo, hi):
         from ._bv import Sym, is_sym
 
-        conds = []
-        for u, d in self._pairs():
-            t = self.threshold
+        t = self.threshold
+
+        def exceeds(u: int, d: int) -> z3.BoolRef | bool:
             # y[u] > y[d] + t, with the constant folded into the offset of y[d]
             yd = Sym(y[d].off + t, y[d].term) if is_sym(y[d]) else int(y[d]) + t
-            c = compare(">", y[u], int(lo[u]), int(hi[u]), yd, int(lo[d]) + t, int(hi[d]) + t)
-            if c is True:
-                return True
-            if c is not False:
-                conds.append(c)
-        if not conds:
-            return False
-        return conds[0] if len(conds) == 1 else z3.Or(conds)
+            return compare(">", y[u], int(lo[u]), int(hi[u]), yd, int(lo[d]) + t, int(hi[d]) + t)
+
+        return any_of(exceeds(u, d) for u, d in self._pairs())
 
     def params(self):
         return {"threshold": self.threshold, "output": self.output}
@@ -308,16 +291,13 @@ class ArgmaxAgreement(_Paired):
 
     def violation(self, y, lo, hi):
         m = self.m
-        conds = []
-        for c in range(m):
+
+        def differs(c: int) -> z3.BoolRef | bool:
+            """c is a's argmax but not b's."""
             loses_a = LocalRobustness(c).violation(y[:m], lo[:m], hi[:m])  # c is not a's argmax
+            if loses_a is True:
+                return False
             loses_b = LocalRobustness(c).violation(y[m:], lo[m:], hi[m:])  # c is not b's argmax
-            if loses_a is True or loses_b is False:
-                continue
-            is_a = True if loses_a is False else z3.Not(loses_a)
-            conds.append(loses_b if is_a is True else (is_a if loses_b is True else z3.And(is_a, loses_b)))
-            if conds[-1] is True:
-                return True
-        if not conds:
-            return False
-        return conds[0] if len(conds) == 1 else z3.Or(conds)
+            return all_of([True if loses_a is False else z3.Not(loses_a), loses_b])
+
+        return any_of(differs(c) for c in range(m))

@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 
 from ._errors import BoxError, WitnessError
-from ._linear import Forms, max_of
+from ._linear import Forms
 from ._network import Network
 from ._product import common_dtype, n_outputs, product_graph
-from ._properties import OutputGap, Property
+from ._properties import OutputGap, Property, reach
 from ._replay import replay
 from ._result import GapResult, VerificationResult
-from ._verify import _decide, _integral, _Query, check_eps, check_sample
+from ._stages import Deadline, Stages
+from ._verify import _integral, _Query, check_eps, check_sample
 
 
 def input_box(
@@ -166,42 +167,27 @@ def decide_boxes(
     pairing: Pairing,
     prop: Property,
     boxes: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
-    *,
-    timeout_s: float,
-    attack: bool = True,
-    interval: bool = True,
-    encoding: str = "optimized",
-    seed: int = 0,
-    solver: str = "auto",
-    t0: float | None = None,
+    stages: Stages,
+    deadline: Deadline,
 ) -> tuple[VerificationResult, tuple[np.ndarray, np.ndarray] | None]:
-    """Decide ``prop`` on every box of the product (a union): the first witness, else robust or unknown.
+    """Decide ``prop`` on every box of the product (a union) by ``deadline``: the first witness, else
+    robust or unknown (a box not reached in time, or a small box's enumeration cut short, is unknown).
 
     Returns the query's result (on the product graph) and, for a witness, the two runs' replayed outputs.
     """
-    t0 = time.perf_counter() if t0 is None else t0
     unknown: VerificationResult | None = None
     last: VerificationResult | None = None
-    for lo, hi, x0 in boxes:
-        left = timeout_s - (time.perf_counter() - t0)
-        if attack and np.log2((hi - lo + 1).astype(float)).sum() <= np.log2(ENUMERATE_MAX):
-            r = _enumerate(pairing, prop, lo, hi)
-            last = r
-            if r.vulnerable:
-                return r, pairing.replay_pair(r.counterexample, r.counterexample_output)
-            continue
-        q = pairing.query(prop, lo, hi, x0)
-        r = _decide(
-            q,
-            eps=None,
-            timeout_s=max(left, 0.01),
-            attack=attack,
-            interval=interval,
-            encoding=encoding,
-            seed=seed,
-            t0=time.perf_counter(),
-            solver=solver,
-        )
+    for k, (lo, hi, x0) in enumerate(boxes):
+        if k and deadline.left() <= 0:
+            # the first box always runs its cheap stages; later ones would only overrun the deadline
+            return _timed_out(prop, deadline, f"timeout before box {k + 1} of {len(boxes)}"), None
+        if stages.attack and np.log2((hi - lo + 1).astype(float)).sum() <= np.log2(ENUMERATE_MAX):
+            r = _enumerate(pairing, prop, lo, hi, deadline)
+        else:
+            # a floor: the cheap stages may still decide when the time is all but gone
+            r = stages.decide(
+                pairing.query(prop, lo, hi, x0), eps=None, deadline=deadline.within(floor_s=0.01)
+            )
         last = r
         if r.vulnerable:
             return r, pairing.replay_pair(r.counterexample, r.counterexample_output)
@@ -210,7 +196,16 @@ def decide_boxes(
     return (unknown or last), None
 
 
-def _enumerate(pairing: Pairing, prop: Property, lo: np.ndarray, hi: np.ndarray) -> VerificationResult:
+def _timed_out(prop: Property, deadline: Deadline, reason: str) -> VerificationResult:
+    return VerificationResult(
+        "unknown", label=-1, eps=None, property=prop.name, method="smt", reason=reason,
+        total_time_s=deadline.elapsed(),
+    )  # fmt: skip
+
+
+def _enumerate(
+    pairing: Pairing, prop: Property, lo: np.ndarray, hi: np.ndarray, deadline: Deadline
+) -> VerificationResult:
     """Decide a small box exactly by running the product graph on every point of it (in chunks)."""
     t0 = time.perf_counter()
     axes = [np.arange(a, b + 1) for a, b in zip(lo, hi)]
@@ -218,6 +213,11 @@ def _enumerate(pairing: Pairing, prop: Property, lo: np.ndarray, hi: np.ndarray)
     stats = {"box_log2_size": round(float(np.log2(total)), 2), "enumerated": total}
     common = {"label": -1, "eps": None, "property": prop.name, "method": "enumeration", "stats": stats}
     for start in range(0, total, ENUMERATE_CHUNK):
+        if start and deadline.left() <= 0:
+            stats["enumerated"] = start
+            return VerificationResult(
+                "unknown", total_time_s=time.perf_counter() - t0, reason="timeout (enumeration)", **common
+            )
         flat = np.arange(start, min(start + ENUMERATE_CHUNK, total))
         grid = np.stack([a[i] for a, i in zip(axes, np.unravel_index(flat, [len(a) for a in axes]))], -1)
         bad = np.flatnonzero(prop.violated(pairing.net.outputs(grid)))
@@ -251,8 +251,7 @@ def upper_gap(pairing: Pairing, boxes: list, output: int | None) -> int:
         for u, d in prop._pairs():
             v = int(ohi[u]) - int(olo[d])
             if forms is not None:
-                fv = max_of(forms.UA[u] - forms.LA[d], forms.Uc[u] - forms.Lc[d], q.linear.xlo, q.linear.xhi)
-                v = min(v, int(np.floor(fv)))
+                v = min(v, int(np.floor(reach(forms, u, d, q.linear.xlo, q.linear.xhi))))
             best = max(best, v)
     return best
 
@@ -271,63 +270,55 @@ def _range_gap(pairing: Pairing) -> int:
 def max_gap(
     pairing: Pairing,
     boxes: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+    stages: Stages,
+    deadline: Deadline,
     *,
     kind: str,
     output: int | None = None,
-    timeout_s: float = 60.0,
     scale: int = 1,
     units: str = "codes",
-    attack: bool = True,
-    interval: bool = True,
-    encoding: str = "optimized",
-    seed: int = 0,
-    solver: str = "auto",
     params: dict[str, Any] | None = None,
 ) -> GapResult:
     """The largest ``|a_j - b_j|`` over the boxes: binary search on the threshold, one query per step.
 
     Invariant: a replayed witness pair attains ``gap``; no pair exceeds ``bound``. A query
     ``gap > t`` with ``gap <= t < bound`` either finds a pair above ``t`` (raising ``gap``) or proves
-    there is none (lowering ``bound`` to ``t``), until they meet or the time runs out.
+    there is none (lowering ``bound`` to ``t``), until they meet or ``deadline`` passes: the whole
+    search shares it, each query taking part of what is left. Then ``exact`` is False and
+    ``[gap, bound]`` brackets the largest gap, ``gap`` still attained by the replayed witness.
     """
-    t0 = time.perf_counter()
     m = pairing.m
-    idx = list(range(m)) if output is None else [output]
+    gaps = OutputGap(m, 0, output).gaps  # per row of product outputs
     # the starting witness: the best box centre
     best, witness = -1, None
     for lo, hi, x0 in boxes:
         x = (lo + hi) // 2 if x0 is None else np.clip(x0, lo, hi)
         y = pairing.net.outputs(x[None])[0]
-        g = int(np.abs(y[idx] - y[[m + j for j in idx]]).max())
+        g = int(gaps(y[None])[0])
         if g > best:
             best, witness = g, (x, y)
-    bound = max(upper_gap(pairing, boxes, output) if interval else _range_gap(pairing), best)
+    bound = max(upper_gap(pairing, boxes, output) if stages.interval else _range_gap(pairing), best)
     queries: list[dict[str, Any]] = []
     reason = ""
     ceiling = bound  # thresholds at or above an undecided one are not tried again
+    overrun = 0.0  # the most a query ran past its share: encoding and solvers check their deadline coarsely
     while best < ceiling:
-        left = timeout_s - (time.perf_counter() - t0)
+        left = deadline.left() - overrun
         if left <= 0:
             reason = "time ran out"
             break
         t = (best + ceiling) // 2
         # a third of what is left per query (all of it near the end): a hard query above the true gap
         # must not eat the budget that lower, easier thresholds could use
-        r, _ = decide_boxes(
-            pairing,
-            OutputGap(m, t, output),
-            boxes,
-            timeout_s=left if left < 3 else left / 3,
-            attack=attack,
-            interval=interval,
-            encoding=encoding,
-            seed=seed,
-            solver=solver,
-        )
-        queries.append({"threshold": t, "verdict": r.verdict, "method": r.method, "time_s": r.total_time_s})
+        share = left if left < 3 else left / 3
+        tq = time.perf_counter()
+        r, _ = decide_boxes(pairing, OutputGap(m, t, output), boxes, stages, deadline.within(share))
+        took = time.perf_counter() - tq
+        overrun = max(overrun, took - share)
+        queries.append({"threshold": t, "verdict": r.verdict, "method": r.method, "time_s": took})
         if r.vulnerable:
             y = np.asarray(r.counterexample_output, np.int64)
-            g = int(np.abs(y[idx] - y[[m + j for j in idx]]).max())
+            g = int(gaps(y[None])[0])
             if g <= t or g > bound:
                 raise WitnessError(
                     f"a witness for gap > {t} has gap {g} (proved bound {bound}): a bug in ctnn-verify"
@@ -342,7 +333,7 @@ def max_gap(
     x, y = witness
     ya, yb = pairing.replay_pair(x, y)
     xa, xb = pairing.runs(x)
-    diffs = np.abs(y[idx] - y[[m + j for j in idx]])
+    idx = list(range(m)) if output is None else [output]
     return GapResult(
         kind=kind,
         gap=best / scale if scale != 1 else best,
@@ -351,10 +342,10 @@ def max_gap(
         output=output,
         witness=(xa.tolist(), xb.tolist()),
         witness_outputs=(ya.tolist(), yb.tolist()),
-        witness_output=idx[int(np.argmax(diffs))],
+        witness_output=idx[int(np.argmax(np.abs(y[idx] - y[[m + j for j in idx]])))],
         units=units,
         queries=queries,
-        total_time_s=time.perf_counter() - t0,
+        total_time_s=deadline.elapsed(),
         reason=reason,
         params=params or {},
     )

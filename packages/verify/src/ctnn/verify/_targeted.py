@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -11,7 +10,8 @@ from ._errors import SampleError
 from ._network import ModelLike, as_network
 from ._properties import TargetedAttack
 from ._result import VerificationResult
-from ._verify import _decide, _Query, check_eps, check_sample
+from ._stages import Deadline, Stages
+from ._verify import _Query, check_eps, check_sample
 
 
 def verify_targeted(
@@ -44,7 +44,8 @@ def verify_targeted(
     ...     "robust", "vulnerable")
     True
     """
-    t0 = time.perf_counter()
+    deadline = Deadline(timeout_s)
+    stages = Stages(attack, interval, encoding, seed, solver)
     net = as_network(model, input_range)
     x0 = check_sample(net, x_codes)
     e = check_eps(eps, net.n_features)
@@ -57,14 +58,4 @@ def verify_targeted(
         )
     q.prop = TargetedAttack(int(target))
     eps_out = int(e[0]) if np.ndim(eps) == 0 else e.tolist()
-    return _decide(
-        q,
-        eps=eps_out,
-        timeout_s=timeout_s,
-        attack=attack,
-        interval=interval,
-        encoding=encoding,
-        seed=seed,
-        t0=t0,
-        solver=solver,
-    )
+    return stages.decide(q, eps=eps_out, deadline=deadline)
