@@ -18,7 +18,7 @@ from ctnn.pipeline import PipelineConfig, ResultStore
 
 TINY = """
 [pipeline]
-families = ["mlp", "ltc"]
+families = ["mlp", "ltc", "lipschitz_rnn"]
 weight_bits = [4, 8]
 robustness_bits = [4, 8]
 eps = [1, 3]
@@ -67,6 +67,27 @@ def test_everything_is_under_the_run_directory(run):
         assert (run_dir / rel).is_file(), rel
     c_files = list((run_dir / "build").glob("*_c/model.c"))
     assert len(c_files) == 1  # deploy_bits (8) of the deploy families (the MLP)
+
+
+def test_wide_state_families_are_quantized_with_a_16_bit_state(run):
+    """The Lipschitz RNN (a wide-state family by default) carries state_bits=16 in its graph's sidecar
+    and the report's table says so; the LTC (no wide-state option) keeps its activation-width state."""
+    run_dir, _ = run
+    quant = json.loads((run_dir / "stages" / "quantize.json").read_text())["outputs"]
+    for b in (4, 8):
+        lip = quant[f"lipschitz_rnn/{b}"]
+        assert lip["state_bits"] == 16 and lip["onnx"] == f"onnx/lipschitz_rnn_w{b}a{b}s16.onnx"
+        sc = json.loads((run_dir / lip["onnx"]).with_suffix(".json").read_text())
+        assert sc["hyperparameters"]["state_bits"] == 16 and sc["act_bits"] == b
+        assert quant[f"ltc/{b}"]["state_bits"] is None
+    md = (run_dir / "report.md").read_text()
+    section = md.split("## Quantization", 1)[1].split("\n## ", 1)[0]
+    assert "16-bit accumulator" in section
+    rows = {ln.split(" | ")[0].strip("| "): ln.strip(" |").split(" | ") for ln in section.splitlines()
+            if ln.startswith("| ") and not ln.startswith("| family")}  # fmt: skip
+    assert rows["lipschitz_rnn"][-1] == "16" and rows["ltc"][-1] == "= act"
+    for fam, b in [("lipschitz_rnn", 4), ("lipschitz_rnn", 8), ("ltc", 8)]:
+        assert f"{100 * quant[f'{fam}/{b}']['int_accuracy']:.1f}" in rows[fam]
 
 
 def test_verdicts_are_complete_and_witnesses_replay(run):
@@ -130,6 +151,20 @@ def test_bad_config_is_a_clear_error(tmp_path):
     assert proc.returncode == 2 and "eps must be non-negative" in proc.stderr
     with pytest.raises(ValueError, match="unknown config keys \\['bitz'\\]"):
         PipelineConfig.from_dict({"bitz": 3})
+    with pytest.raises(ValueError, match="wide_state_families: 'ltc' has no wide state option"):
+        PipelineConfig.from_dict({"wide_state_families": ["ltc"]})
+    with pytest.raises(ValueError, match="state bit-width must be in 2..16, got 32"):
+        PipelineConfig.from_dict({"state_bits": 32})
+    with pytest.raises(ValueError, match="lipschitz_eps must be > 0"):
+        PipelineConfig.from_dict({"lipschitz_eps": 0.0})
+
+
+def test_state_bits_per_family():
+    cfg = PipelineConfig()
+    assert cfg.state_bits_for("lstm", 4) == 16 and cfg.state_bits_for("ltc", 8) is None
+    assert PipelineConfig(wide_state_families=[]).state_bits_for("gru", 8) is None
+    # never narrower than the activations (ctnn-quant rejects state_bits < act_bits)
+    assert PipelineConfig(state_bits=8, act_bits=12).state_bits_for("ctrnn", 4) == 12
 
 
 def test_store_never_duplicates(tmp_path):

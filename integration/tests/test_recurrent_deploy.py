@@ -29,23 +29,26 @@ def digits():
     return load_dataset("digits", seed=0)
 
 
-_GRAPHS: dict = {}  # (family, bits) -> graph: each model is trained once per session
+_GRAPHS: dict = {}  # (family, bits, state_bits) -> graph: each model is trained once per session
 
 
-def _graph(family: str, data, bits: int):
-    if (family, bits) not in _GRAPHS:
-        _GRAPHS[family, bits] = _train(family, data, bits)
-    return _GRAPHS[family, bits]
+def _graph(family: str, data, bits: int, state_bits: int | None = None):
+    if (family, bits, state_bits) not in _GRAPHS:
+        _GRAPHS[family, bits, state_bits] = _train(family, data, bits, state_bits)
+    return _GRAPHS[family, bits, state_bits]
 
 
-def _train(family: str, data, bits: int):
+def _train(family: str, data, bits: int, state_bits: int | None = None):
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = build_classifier(family, data, units=8, **FAMILIES[family])
+    model = build_classifier(family, data, units=8, **FAMILIES.get(family, {}))
     train_classifier(model, data, epochs=2, seed=0, progress=False)
     if family == "continuous_net":  # not a sequence model: quant's one PTQ entry point
         return quantize_model(model, data.X_train, weight_bits=bits, act_bits=bits).to_onnx()
-    return quantize_sequence_classifier(model, data.X_train, weight_bits=bits, act_bits=bits).to_onnx()
+    opts = {} if state_bits is None else {"state_bits": state_bits}
+    return quantize_sequence_classifier(
+        model, data.X_train, weight_bits=bits, act_bits=bits, **opts
+    ).to_onnx()
 
 
 def _inputs(data, n_random: int, seed: int) -> np.ndarray:
@@ -105,3 +108,24 @@ def test_lipschitz_rnn_on_the_fpga_is_bit_exact_on_1000_vectors(digits, tmp_path
     np.testing.assert_array_equal(sim.run(x, simulator="verilator"), ref)
     assert sim.last.fails == 0 and sim.last.vectors == 1000
     assert res.info["netlist"]["engines"] < res.info["netlist"]["stages"]
+
+
+@pytest.mark.parametrize("family", ["lipschitz_rnn", "lstm"])
+def test_wide_state_graphs_build_bit_exact(digits, family, tmp_path):
+    """The pipeline quantizes these families with a 16-bit state read through an 8-bit view
+    (``state_bits=16``): int16 state tensors and their narrowing requantization, on llvm, C and
+    (when the toolchain is there) an emulated Cortex-M4."""
+    model = _graph(family, digits, 8, state_bits=16)
+    to_int16 = [
+        n for n in model.graph.node if n.op_type == "Cast" and n.attribute[0].i == 5
+    ]  # TensorProto.INT16
+    assert len(to_int16) >= 8, "the state is not held in int16"  # one per step at least (digits: 8 rows)
+    x = _inputs(digits, 1000, seed=6)
+    ref = ReferenceInterpreter(model).run({"x": x})["y"]
+    assert len(np.unique(ref)) > 3
+    for target in ("llvm", "c"):
+        got = build(model, target=target, out_dir=tmp_path / target).load().run(x)
+        np.testing.assert_array_equal(got, ref, err_msg=f"{family} with a 16-bit state on {target}")
+    _need("arm-none-eabi-gcc", "qemu-system-arm")
+    got = build(model, target="cortex-m4", out_dir=tmp_path / "m4").load().run(x[:N_MCU])
+    np.testing.assert_array_equal(got, ref[:N_MCU], err_msg=f"{family} with a 16-bit state on cortex-m4")

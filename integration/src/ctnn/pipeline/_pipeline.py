@@ -83,7 +83,9 @@ def _build(family: str, data: Any, cfg: PipelineConfig):
         return build_classifier("mlp", data, hidden=cfg.mlp_sizes[1:-1])
     if family == "continuous_net":
         return build_classifier("continuous_net", data, widths=[16], n_basis=4)
-    return build_classifier(family, data, units=cfg.ltc_units, ode_unfolds=cfg.ltc_ode_unfolds)
+    return build_classifier(
+        family, data, units=cfg.ltc_units, ode_unfolds=cfg.ltc_ode_unfolds, eps=cfg.lipschitz_eps
+    )  # eps: the Lipschitz RNN's step; other families ignore it
 
 
 def _exam_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -129,6 +131,18 @@ def _train_exam(run: Path, cfg: PipelineConfig, con: Console) -> dict[str, Any]:
     return {"checkpoint": "models/exam.safetensors", "test_mse": mse, "features": cols, "sensitive": 1}
 
 
+#: Adam's learning rate per family (others: 5e-3), as benchmarks/models trains them (docs/results/models.md).
+_LR = {"mlp": 3e-3, "continuous_net": 1e-2, "ltc": 2e-2}
+
+
+def _train_options(family: str, cfg: PipelineConfig) -> dict[str, Any]:
+    """``train_classifier`` options: the recurrent families in small batches with gradient clipping."""
+    lr = _LR.get(family, 5e-3)
+    if family in ("mlp", "continuous_net"):
+        return {"lr": lr}
+    return {"lr": lr, "batch_size": cfg.seq_batch_size, "patience": cfg.seq_patience, "clip_grad_norm": 1.0}
+
+
 def stage_train(run: Path, cfg: PipelineConfig, con: Console) -> dict[str, Any]:
     import torch
 
@@ -144,10 +158,10 @@ def stage_train(run: Path, cfg: PipelineConfig, con: Console) -> dict[str, Any]:
         torch.manual_seed(cfg.seed)
         model = _build(family, data, cfg)
         epochs = {"mlp": cfg.epochs, "continuous_net": cfg.continuous_epochs}.get(family, cfg.ltc_epochs)
-        lr = 3e-3 if family == "mlp" else 1e-2
         t0 = time.process_time()
-        con.say(f"  [{i}/{len(cfg.families)}] {family} on {data.name}, {epochs} epochs")
-        hist = train_classifier(model, data, epochs=epochs, lr=lr, seed=cfg.seed, progress=not con.quiet)
+        con.say(f"  [{i}/{len(cfg.families)}] {family} on {data.name}, at most {epochs} epochs")
+        hist = train_classifier(model, data, epochs=epochs, seed=cfg.seed, progress=not con.quiet,
+                                **_train_options(family, cfg))  # fmt: skip
         acc = accuracy(model, data.X_test, data.y_test)
         save_checkpoint(model, models / f"{family}.safetensors")
         con.say(f"      float test accuracy {100 * acc:.2f}% ({time.process_time() - t0:.1f} s CPU)")
@@ -189,19 +203,22 @@ def stage_quantize(run: Path, cfg: PipelineConfig, con: Console) -> dict[str, An
         bits = sorted({*cfg.weight_bits, *(cfg.robustness_bits if family == "mlp" else []),
                        *([cfg.deploy_bits] if family in cfg.deploy_families else [])})  # fmt: skip
         for wb in bits:
-            ab = cfg.acts_for(wb)
+            ab, sb = cfg.acts_for(wb), cfg.state_bits_for(family, wb)
             t0 = time.process_time()
-            q = quantize_model(model, data.X_train, wb, ab, cfg.in_bits, input_range=data.value_range)
+            opts = {} if sb is None else {"state_bits": sb}
+            q = quantize_model(model, data.X_train, wb, ab, cfg.in_bits, input_range=data.value_range, **opts)
             codes = q.quantize_input(data.X_test)
-            path = run / "onnx" / f"{family}_w{wb}a{ab}.onnx"
+            path = run / "onnx" / f"{family}_w{wb}a{ab}{'' if sb is None else f's{sb}'}.onnx"
             export_onnx(q, path, dataset=data.name, classes=[str(c) for c in range(data.n_classes)])
             ref = _quantize_one(q, path, codes)
             int_acc = float((np.argmax(ref.reshape(len(codes), -1), -1) == data.y_test).mean())
-            con.say(f"  {family} {wb}/{ab}-bit: integer accuracy {100 * int_acc:.2f}% (float "
+            state = "" if sb is None else f", {sb}-bit state"
+            con.say(f"  {family} {wb}/{ab}-bit{state}: integer accuracy {100 * int_acc:.2f}% (float "
                     f"{100 * float_acc:.2f}%), onnxruntime == reference on {len(codes)} test inputs "
                     f"({time.process_time() - t0:.1f} s CPU)")  # fmt: skip
-            out[f"{family}/{wb}"] = {"family": family, "onnx": str(path.relative_to(run)), "weight_bits": wb,
-                                     "act_bits": ab, "float_accuracy": float_acc, "int_accuracy": int_acc}  # fmt: skip
+            out[f"{family}/{wb}"] = {"family": family, "dataset": data.name, "onnx": str(path.relative_to(run)),
+                                     "weight_bits": wb, "act_bits": ab, "state_bits": sb, "float_accuracy": float_acc,
+                                     "int_accuracy": int_acc}  # fmt: skip
     exam = trained.get("exam", {})
     if "checkpoint" in exam:
         Xtr, _, Xte, _, _ = _exam_data(cfg.seed)
@@ -445,7 +462,7 @@ def stage_analyze(run: Path, cfg: PipelineConfig, con: Console) -> dict[str, Any
 
     seq = [f for f in cfg.families if f not in ("mlp", "continuous_net")]
     step("trajectory_length", lambda: analysis.trajectory_lengths(
-        sigmas=[0.5, 2, 8], widths=[8, 16], depths=[1, 2], n_points=30, seeds=[0]))  # fmt: skip
+        sigmas=[0.5, 2, 8], widths=[8, 16, 32], depths=[1, 2, 3], n_points=30, seeds=[0, 1, 2]))  # fmt: skip
     if "lipschitz_rnn" in cfg.families:
         step("lipschitz_spectra", lambda: analysis.lipschitz_spectra(model("lipschitz_rnn")))
     if seq:

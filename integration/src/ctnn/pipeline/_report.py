@@ -8,7 +8,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ctnn.analysis import Report, bias_vs_bits, float_integer_disagreements, plot_accuracy, robustness_vs_bits
+from ctnn.analysis import (
+    Report,
+    bias_vs_bits,
+    float_integer_disagreements,
+    plot_family_accuracy,
+    robustness_vs_bits,
+)
 
 #: The stages in the order the pipeline runs them (``_pipeline.STAGES`` imports torch-side code lazily).
 _STAGE_NAMES = ("train", "quantize", "verify", "deploy", "analyze", "report")
@@ -21,6 +27,19 @@ _ANALYSES = {
     "lem_timescales": "Stability",
     "hessian": "Loss curvature",
     "continuous_net": "ContinuousNet",
+}
+
+
+#: ctnn-verify's ``method`` values in words.
+_METHODS = {"interval": "interval pass", "attack": "attack", "bab": "branch and bound", "smt": "SMT"}
+
+#: How each deploy target is built and run.
+_TARGET_HOW = {
+    "llvm": "TVM's LLVM backend on the host",
+    "c": "TVM's C kernels and ctnn's model.c, gcc on the host",
+    "cortex-m3": "arm-none-eabi-gcc firmware under QEMU (mps2-an385)",
+    "cortex-m4": "arm-none-eabi-gcc firmware under QEMU (mps2-an386)",
+    "fpga": "ctnn's Verilog in the iverilog simulator",
 }
 
 
@@ -41,9 +60,10 @@ def _load_study(path: Path) -> Any:
 def _robustness(r: Report, run: Path, cfg: dict, results: list[dict]) -> None:
     r.heading("Robustness vs bits (bit-precise, on the integer graph)")
     r.paragraph(
-        f"The MLP quantized at each bit-width, L∞ boxes of ε input codes around correctly classified "
-        f"test samples, one Ray task per query; timeout {cfg['timeout_s']} s per query ('unknown': the "
-        f"solver timed out)."
+        f"The MLP quantized at each bit-width (weights and activations), L∞ boxes of ε input codes around "
+        f"the first {cfg.get('samples')} test samples that graph classifies correctly (so a low-bit graph is "
+        f"asked only about the samples it gets right), one Ray task per query; timeout {cfg['timeout_s']} s "
+        f"per query ('unknown': the solver timed out)."
     )
     rows = []
     for bits in sorted({x["bits"] for x in results}):
@@ -52,10 +72,13 @@ def _robustness(r: Report, run: Path, cfg: dict, results: list[dict]) -> None:
             methods: dict[str, int] = {}
             for x in sel:
                 methods[x.get("method", "?")] = methods.get(x.get("method", "?"), 0) + 1
-            rows.append([bits, eps, len(sel), statistics.median(x.get("total_time_s", 0.0) for x in sel),
-                         ", ".join(f"{k} {v}" for k, v in sorted(methods.items()))])  # fmt: skip
+            med = statistics.median(x.get("total_time_s", 0.0) for x in sel)
+            rows.append([bits, eps, len(sel), f"{1000 * med:.1f}",
+                         ", ".join(f"{_METHODS.get(k, k)}: {v}" for k, v in sorted(methods.items()))])  # fmt: skip
     r.study(robustness_vs_bits(results), png_path=run / "robustness_vs_bits.png", level=3)
-    r.table(["bits", "ε", "queries", "median time (s)", "decided by"], rows)
+    r.paragraph("How each query was decided: the interval pass (a cheap proof), the attack "
+                "replayed on the reference, branch and bound on linear bounds, or the SMT solver.")  # fmt: skip
+    r.table(["bits", "ε", "queries", "median time per query (ms)", "decided by (method: queries)"], rows)
     fv_path = run / "float_verdicts.json"
     if fv_path.exists():
         fv = {
@@ -96,13 +119,88 @@ def _bias(r: Report, run: Path, verify: dict, results: list[dict]) -> None:
         if x["gap"] < x["bound"]:
             row["verdict"] = "unknown"
     rows = [per_bits[b] for b in sorted(per_bits)]
-    r.study(bias_vs_bits(rows, float_gap=info.get("float_gap")), png_path=run / "bias_vs_bits.png")
+    r.heading("Bias vs bits (exam-scores predictor)")
     r.paragraph(
-        "The exam-scores predictor (mlmRev/Exam, an MLP regressor of normexam) quantized per bit-width; "
-        "the verifier searches two inputs that differ only in sex (the other inputs within ±"
+        "The exam-scores predictor (mlmRev/Exam, an MLP regressor of normexam, the standardised exam score: "
+        "a gap of 0.1 is a tenth of a standard deviation) quantized per bit-width; the verifier searches "
+        "two inputs that differ only in sex (the other inputs within ±"
         f"{info.get('eps', '?')} codes of a test pupil) for the largest predicted-score gap. The float "
         f"gap is the float model's gap at the same pupils (a lower bound). {len(results)} queries in all."
     )
+    r.study(bias_vs_bits(rows, float_gap=info.get("float_gap")), png_path=run / "bias_vs_bits.png", level=3)
+
+
+def _architecture(family: str, cfg: dict) -> str:
+    """What the pipeline built for ``family`` (see ``_pipeline._build``), in a few words."""
+    if family == "mlp":
+        return "MLP " + "-".join(str(n) for n in cfg.get("mlp_sizes", []))
+    if family == "continuous_net":
+        return "ContinuousNet, width 16, 4 basis functions"
+    units = f"{cfg.get('ltc_units')} units"
+    extra = {"ltc": f", {cfg.get('ltc_ode_unfolds')} unfolds per step",
+             "lipschitz_rnn": f", Euler ε = {cfg.get('lipschitz_eps', 0.03)}"}  # fmt: skip
+    return units + extra.get(family, "")
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}"
+
+
+def _quantization(r: Report, run: Path, cfg: dict, q: list[dict]) -> None:
+    """One row per family: float accuracy, then the integer accuracy at each bit-width (as docs/results/quant.md)."""
+    r.heading("Quantization")
+    bits = sorted({v["weight_bits"] for v in q})
+    fams = list(dict.fromkeys(v["family"] for v in q))
+    wide = sorted({v["state_bits"] for v in q if v.get("state_bits")})
+    acts = "at the same width as the weights" if cfg.get("act_bits") is None else f"at {cfg['act_bits']} bits"
+    r.paragraph(
+        f"Test accuracy (%) of each family's float model and of its integer graph (ctnn.quant.quantize_model, "
+        f"post-training, {cfg.get('in_bits', 8)}-bit inputs) at b-bit weights, activations {acts}. Every "
+        f"graph ran in onnxruntime exactly as the numpy reference did on the whole test set."
+        + (f" The recurrent state of {', '.join(sorted({v['family'] for v in q if v.get('state_bits')}))} "
+           f"is a {'/'.join(map(str, wide))}-bit accumulator read through its activation-width view "
+           "(state_bits): an activation-width state rounds their small per-step changes to zero."
+           if wide else "")
+        + (" docs/results/quant.md holds activations at 8 bits and trains larger models (32 units), so its "
+           "low-bit rows are higher than the W4/A4 ones here." if cfg.get("act_bits") is None else "")
+    )  # fmt: skip
+    by = {(v["family"], v["weight_bits"]): v for v in q}
+    rows = []
+    for f in fams:
+        first = next(v for v in q if v["family"] == f)
+        state = sorted({str(v.get("state_bits") or "= act") for v in q if v["family"] == f})
+        rows.append([f, first.get("dataset", ""), _pct(first["float_accuracy"]),
+                     *[_pct(by[f, b]["int_accuracy"]) if (f, b) in by else "" for b in bits],
+                     ", ".join(state)])  # fmt: skip
+    r.table(["family", "data set", "float", *[f"{b} bits" for b in bits], "state bits"], rows)
+    r.figure(plot_family_accuracy(q), "Integer test accuracy per bit-width; hollow: the float model",
+             png_path=run / "accuracy.png")  # fmt: skip
+
+
+def _deployment(r: Report, cfg: dict, outputs: dict) -> None:
+    r.heading("Deployment")
+    targets = list(dict.fromkeys(v["target"] for v in outputs.values()))
+    r.paragraph(
+        f"Each {cfg.get('deploy_bits', 8)}-bit graph compiled for each target ("
+        + "; ".join(f"{t}: {_TARGET_HOW[t]}" for t in targets if t in _TARGET_HOW)
+        + ") and run on random input codes over the whole input range; 'bit-exact' means every output "
+        "equalled the numpy integer reference's. The time includes compilation, the run and, where a "
+        f"synthesis entry is shown, yosys synthesis for {cfg.get('synth_family')} (LUTs, flip-flops, DSPs, "
+        "block RAMs, latency in clock cycles)."
+    )  # fmt: skip
+    rows = []
+    for v in outputs.values():
+        if "skipped" in v or "error" in v:
+            status, n = (f"skipped: {v['skipped']}", "") if "skipped" in v else (f"FAILED: {v['error']}", "")
+        else:
+            status, n = "bit-exact", v["exact_on"]
+        syn = v.get("synthesis")
+        if isinstance(syn, dict):
+            syn = ", ".join(f"{k} {syn[k]}" for k in ("lut", "ff", "dsp", "bram", "latency_cycles")
+                            if syn.get(k) is not None).replace("latency_cycles", "latency")  # fmt: skip
+        rows.append([Path(v["onnx"]).stem, v["target"], status, n,
+                     f"{v['wall_s']:.1f}" if "wall_s" in v else "", syn or ""])  # fmt: skip
+    r.table(["graph", "target", "result", "inputs checked", "time (s)", "yosys synthesis"], rows)
 
 
 def write_run_report(run_dir: str | Path) -> tuple[Path, Path]:
@@ -115,9 +213,11 @@ def write_run_report(run_dir: str | Path) -> tuple[Path, Path]:
     cfg = json.loads((run / "config.json").read_text())
     r = Report(f"ctnn run {run.name}")
     r.paragraph(
-        "One pipeline from trained float models to verified, deployed integer code: the integer ONNX "
-        "graph that was verified is the one that was compiled, and every build was checked against the "
-        "numpy integer reference bit for bit."
+        "One pipeline from trained float models to verified, deployed integer code. Every family is "
+        "quantized to integer ONNX graphs; the MLP's (robustness) and the exam-scores regressor's (bias) are "
+        "verified bit-precisely, and the graph files that were verified are the ones that were compiled. "
+        "Every build was checked against the numpy integer reference bit for bit. The recurrent graphs are "
+        "deployed, not verified, here."
     )
     stages = {n: _stage(run, n) for n in _STAGE_NAMES}
     r.stage_times({n: (st["wall_s"] if st else None) for n, st in stages.items() if n != "report"})
@@ -125,26 +225,17 @@ def write_run_report(run_dir: str | Path) -> tuple[Path, Path]:
     train, quant = stages["train"], stages["quantize"]
     if train:
         r.heading("Models (float)")
-        r.table(["model", "data set", "test accuracy (%)"],
-                [[k, v.get("dataset", ""), 100 * v["test_accuracy"]] for k, v in train["outputs"].items()
-                 if "test_accuracy" in v])  # fmt: skip
+        r.paragraph("Each family trained with Adam on its data set's training split, keeping the weights of the "
+                    "best validation loss (early stopping); test accuracy on the test split.")  # fmt: skip
+        r.table(["family", "data set", "architecture", "epochs run", "test accuracy (%)"],
+                [[k, v.get("dataset", ""), _architecture(k, cfg), v.get("epochs_run", ""),
+                  _pct(v["test_accuracy"])] for k, v in train["outputs"].items() if "test_accuracy" in v])  # fmt: skip
         exam = train["outputs"].get("exam")
         if exam and "test_mse" in exam:
             r.paragraph(f"Exam-scores regressor (mlmRev/Exam, {', '.join(exam['features'])}): test MSE "
                         f"{exam['test_mse']:.3f} on the normalised score (variance 1).")  # fmt: skip
     if quant:
-        q = [v for v in quant["outputs"].values() if "int_accuracy" in v]
-        r.heading("Quantization")
-        r.paragraph("Every family quantized by ctnn.quant.quantize_model; each exported graph ran in "
-                    "onnxruntime exactly as the numpy reference did on the whole test set.")  # fmt: skip
-        r.table(["model", "weight bits", "activation bits", "float accuracy (%)", "integer accuracy (%)"],
-                [[v["family"], v["weight_bits"], v["act_bits"], 100 * v["float_accuracy"], 100 * v["int_accuracy"]]
-                 for v in sorted(q, key=lambda v: (v["family"], v["weight_bits"]))])  # fmt: skip
-        acc = {v["weight_bits"]: {"float": v["float_accuracy"], "integer": v["int_accuracy"]}
-               for v in q if v["family"] == "mlp"}  # fmt: skip
-        if acc:
-            r.figure(plot_accuracy(acc), "Test accuracy of the float MLP and its integer versions",
-                     png_path=run / "accuracy.png")  # fmt: skip
+        _quantization(r, run, cfg, [v for v in quant["outputs"].values() if "int_accuracy" in v])
 
     if (run / "results.sqlite").exists():
         with ResultStore(run / "results.sqlite") as store:
@@ -157,19 +248,7 @@ def write_run_report(run_dir: str | Path) -> tuple[Path, Path]:
 
     dep = stages["deploy"]
     if dep:
-        r.heading("Deployment")
-        rows = []
-        for v in dep["outputs"].values():
-            if "skipped" in v or "error" in v:
-                status = f"skipped: {v['skipped']}" if "skipped" in v else f"failed: {v['error']}"
-            else:
-                status = f"bit-exact on {v['exact_on']} input" + ("s" if v["exact_on"] != 1 else "")
-            syn = v.get("synthesis")
-            if isinstance(syn, dict):
-                syn = ", ".join(f"{k} {syn[k]}" for k in ("lut", "ff", "dsp", "bram", "latency_cycles")
-                                if syn.get(k) is not None)  # fmt: skip
-            rows.append([v["onnx"], v["target"], status, v.get("wall_s", ""), syn or ""])
-        r.table(["graph", "target", "result", "build + check (s)", "synthesis (yosys)"], rows)
+        _deployment(r, cfg, dep["outputs"])
 
     ana = stages["analyze"]
     if ana:

@@ -30,7 +30,7 @@ from ._depth import ContinuousNetStudy, plot_continuous_net
 from ._expressivity import TrajectoryLengths, curve_length, pca_2d, plot_trajectory_lengths
 from ._hessian import HessianStudy, plot_hessian
 from ._report import Report
-from ._robustness import VERDICTS, plot_accuracy, plot_robustness, verdict_counts
+from ._robustness import VERDICTS, plot_accuracy, plot_family_accuracy, plot_robustness, verdict_counts
 from ._stability import (
     LEMTimescales,
     LipschitzSpectra,
@@ -42,7 +42,7 @@ from ._stability import (
 from ._study import Study
 from ._versions import DEFAULT_DISTRIBUTIONS, DEFAULT_TOOLS, package_versions, tool_version, tool_versions
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 #: Model-side analyses (torch + ctnn-models), by public name → private module.
 _LAZY = {
@@ -103,6 +103,7 @@ __all__ = [
     "package_versions",
     "pca_2d",
     "plot_accuracy",
+    "plot_family_accuracy",
     "plot_bias_vs_bits",
     "plot_continuous_net",
     "plot_disagreements",

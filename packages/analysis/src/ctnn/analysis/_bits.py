@@ -227,7 +227,9 @@ def plot_robustness_vs_bits(study: RobustnessVsBits) -> Figure:
     markers = "osD^vP"
     for k, e in enumerate(study.epsilons):
         pts = [(pos[b], 100 * f) for (b, ee), f in sorted(study.fractions.items()) if ee == e]
-        ax1.plot(*zip(*pts, strict=True), marker=markers[k % len(markers)], label=f"ε = {e}", zorder=3)
+        # later ε drawn thinner, dashed and smaller on top, so that equal fractions stay visible
+        ax1.plot(*zip(*pts, strict=True), marker=markers[k % len(markers)], label=f"ε = {e}", zorder=3 + k,
+                 ls=("-", "--", ":", "-.")[k % 4], lw=max(0.8, 2.4 - 0.7 * k), ms=max(3.5, 9 - 2 * k))  # fmt: skip
     drops = [d for d in study.drops if d[0] is not None]
     if drops:
         ax1.scatter([pos[b] for _, _, b, _, _ in drops], [100 * f for *_, f in drops], s=180,

@@ -83,7 +83,7 @@ def plot_hessian(study: HessianStudy) -> Figure:
             v = r[key]
             ax.bar(k, abs(v), 0.65, color=colour, hatch="//" if v < 0 else None, edgecolor="black",
                    linewidth=0.5, zorder=2)  # fmt: skip
-            ax.annotate(f"{v:.2g}", (k, abs(v)), ha="center", va="bottom", fontsize=8, xytext=(0, 2),
+            ax.annotate(f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}", (k, abs(v)), ha="center", va="bottom", fontsize=8, xytext=(0, 2),
                         textcoords="offset points")  # fmt: skip
         log_axis(ax)
         ax.set_xticks(x, labels, rotation=20, ha="right")

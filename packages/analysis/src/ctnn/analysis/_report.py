@@ -7,6 +7,7 @@ import html
 import io
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,16 @@ from ._versions import DEFAULT_DISTRIBUTIONS, package_versions, tool_versions
 class _Block:
     kind: str  # "h", "p", "table", "figure", "pre"
     data: Any
+
+
+#: A cell that is one number (maybe with a unit sign, an arrow or "± spread") is right-aligned, text left.
+_NUMBER = re.compile(r"^[-+−]?\d[\d,]*(\.\d+)?(e[-+]?\d+)?( ?(%|↓|↑|± ?[\d.e+-]+))?$")
+
+
+def _td(c: str, align_numbers: bool = True) -> str:
+    if align_numbers and _NUMBER.match(c):
+        return f"<td class='n'>{html.escape(c)}</td>"
+    return f"<td>{html.escape(c)}</td>"
 
 
 def _cell(v: Any) -> str:
@@ -53,8 +64,9 @@ class Report:
     def preformatted(self, text: str) -> None:
         self.blocks.append(_Block("pre", text))
 
-    def table(self, headers: list[str], rows: list[list[Any]]) -> None:
-        self.blocks.append(_Block("table", (headers, [[_cell(v) for v in r] for r in rows])))
+    def table(self, headers: list[str], rows: list[list[Any]], align_numbers: bool = True) -> None:
+        """A table; numeric cells are right-aligned in HTML unless ``align_numbers`` is False."""
+        self.blocks.append(_Block("table", (headers, [[_cell(v) for v in r] for r in rows], align_numbers)))
 
     def figure(self, fig: Figure, caption: str, png_path: str | os.PathLike[str] | None = None) -> None:
         """Embed ``fig``; also save it to ``png_path`` when given (the Markdown links it)."""
@@ -97,9 +109,10 @@ class Report:
         self.table(["tool", "version"], tool_versions(tools))
 
     def configuration(self, config: Mapping[str, Any]) -> None:
-        """A "Configuration" section: the run's configuration as indented JSON."""
+        """A "Configuration" section: one row per key, its value as compact JSON."""
         self.heading("Configuration")
-        self.preformatted(json.dumps(config, indent=2, sort_keys=True, default=str))
+        self.table(["key", "value"], [[k, json.dumps(config[k], default=str)] for k in sorted(config)],
+                   align_numbers=False)  # fmt: skip
 
     def stage_times(self, wall_s: Mapping[str, float | None]) -> None:
         """A "Wall time per stage" table; ``None`` marks a stage that did not run. Adds a total row."""
@@ -127,11 +140,11 @@ class Report:
             elif b.kind == "pre":
                 out.append(f"<pre>{html.escape(b.data)}</pre>")
             elif b.kind == "table":
-                headers, rows = b.data
+                headers, rows, align = b.data
                 out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers))
                 out.append("</tr></thead><tbody>")
                 for r in rows:
-                    out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>")
+                    out.append("<tr>" + "".join(_td(c, align) for c in r) + "</tr>")
                 out.append("</tbody></table>")
             else:
                 data, caption, _ = b.data
@@ -154,7 +167,7 @@ class Report:
             elif b.kind == "pre":
                 out += ["```", b.data, "```", ""]
             elif b.kind == "table":
-                headers, rows = b.data
+                headers, rows, _ = b.data
                 out.append("| " + " | ".join(headers) + " |")
                 out.append("|" + "---|" * len(headers))
                 out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -182,8 +195,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:98
 padding:0 1em;color:#1b1b1b;line-height:1.45}
 h1{border-bottom:2px solid #333;padding-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;margin:1em 0;font-size:.92em;display:block;max-width:100%;overflow-x:auto}
-th,td{border:1px solid #bbb;padding:.3em .6em;text-align:right}th{background:#f0f0f0}
-td:first-child,th:first-child{text-align:left}
+th,td{border:1px solid #bbb;padding:.3em .6em;text-align:left}th{background:#f0f0f0}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1em 0}img{max-width:100%}figcaption{font-size:.9em;color:#444}
 pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.85em}
 @media print{body{max-width:none}}

@@ -77,3 +77,50 @@ def plot_accuracy(accuracy: Mapping[int, Mapping[str, float]]) -> Figure:
     ax.legend(frameon=False, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     fig.tight_layout()
     return fig
+
+
+def plot_family_accuracy(rows: Iterable[Mapping[str, Any]]) -> Figure:
+    """Integer test accuracy per family across bit-widths, with each family's float accuracy at the right.
+
+    Each row: ``family``, ``weight_bits``, ``float_accuracy`` and ``int_accuracy`` (fractions), optionally
+    ``dataset``: one panel per data set (accuracies on different data are not comparable), each with its
+    own y-range. One line per family in its report-wide style (colour and marker).
+
+    >>> fig = plot_family_accuracy([{"family": "lstm", "weight_bits": 4, "float_accuracy": 0.95,
+    ...                              "int_accuracy": 0.9}])
+    """
+    from ._style import family_style, tidy
+
+    rows = list(rows)
+    if not rows:
+        raise ValueError("no accuracies to plot")
+    sets = list(dict.fromkeys(r.get("dataset", "") for r in rows))
+    fams_all = list(dict.fromkeys(r["family"] for r in rows))
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.4 * len(sets) + 1.0, 4.2), squeeze=False)
+    for ax, ds in zip(axes[0], sets, strict=True):
+        part = [r for r in rows if r.get("dataset", "") == ds]
+        bits = sorted({int(r["weight_bits"]) for r in part})
+        pos = {b: i for i, b in enumerate(bits)}
+        lows = []
+        for fam in dict.fromkeys(r["family"] for r in part):
+            sel = sorted((r for r in part if r["family"] == fam), key=lambda r: r["weight_bits"])
+            colour, marker, label = family_style(fam, fams_all.index(fam))
+            ys = [100 * r["int_accuracy"] for r in sel]
+            ax.plot([pos[int(r["weight_bits"])] for r in sel], ys, color=colour, marker=marker, ms=6, lw=1.6,
+                    mec="black", mew=0.4, zorder=3, label=label)  # fmt: skip
+            fl = 100 * sel[0]["float_accuracy"]
+            ax.plot(
+                [len(bits)], [fl], color=colour, marker=marker, ms=7, mfc="white", mew=1.4, ls="", zorder=3
+            )
+            lows += [*ys, fl]
+        ax.axvline(len(bits) - 0.5, color="#adb5bd", lw=0.8, ls=":")
+        ax.set_xticks(range(len(bits) + 1), [str(b) for b in bits] + ["float"])
+        ax.set_xlabel("weight bits (hollow: the float model)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylim(max(0.0, min(lows) - 4), min(101.0, max(lows) + 3))
+        ax.set_title(ds or "test accuracy", fontsize=10)
+        tidy(ax)
+        ax.legend(frameon=False, fontsize=8, loc="lower right")
+    fig.suptitle("Integer graphs vs float model, per family", fontsize=11)
+    fig.tight_layout()
+    return fig
