@@ -201,3 +201,20 @@ def test_extreme_bit_widths_are_exact(trained, digits, real_x, family, bits, act
     graph = _exact(assert_exact, q, real_x, seed=bits * act_bits)
     casts = {n.attribute[0].i for n in graph.graph.node if n.op_type == "Cast"}
     assert (7 in casts) and ((5 in casts) == (act_bits > 8))  # int64 arithmetic; int16 state containers
+
+
+def test_ltc_head_honours_the_percentile_weight_clip(digits, tmp_path):
+    """Every weight, the LTC's head included, is clipped at the asked percentile of |w|."""
+    import onnx
+    from onnx import numpy_helper
+
+    torch.manual_seed(0)
+    model = build_classifier("ltc", digits, units=6, ode_unfolds=1)
+    q = quantize_model(model, digits.X_train[:64], 6, 8, weight_clip="percentile", percentile=50.0)
+    graph = onnx.load(export_onnx(q, tmp_path / "ltc.onnx", dataset="digits")).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    head = [n for n in graph.node if n.op_type == "MatMulInteger"][-1]
+    w = inits[head.input[1]].astype(np.int64)
+    qmax = 2 ** (6 - 1) - 1
+    # clipped at the median |w|: about half the codes sit at the clip (at 99.99 only the largest would)
+    assert np.mean(np.abs(w) >= qmax) >= 0.4

@@ -43,7 +43,7 @@ from ._semantics import (
 )
 from ._sidecar import Sidecar, TensorQuant, read_sidecar, sha256_file, sidecar_path, write_sidecar
 
-__version__ = "0.3.1"
+__version__ = "0.3.2"
 
 # torch-side names, imported lazily so that the core never pulls torch
 _LAZY = {

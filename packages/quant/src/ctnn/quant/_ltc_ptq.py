@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._calibrate import quantize_weight
 from ._ltc_int import LTC_SOLVERS, IntegerLTC
 from ._lut import LUT_FUNCTIONS, round_half_away
 from ._options import QuantOptions, requant
@@ -136,10 +135,7 @@ def quantize_ltc(model: torch.nn.Module, d: SequenceData, o: QuantOptions) -> Qu
             for part, scale in (("num", s_num / s_v), ("den", s_den))
         }
 
-    # the head's percentile clip has always used quantize_weight's default percentile (99.99), not
-    # o.percentile: kept so that LTC graphs stay as they were
-    Woq, s_wo = quantize_weight(p["Wo"], o.weight_bits, o.per_channel, o.weight_clip,
-                                sim["motor"][d.sub] if o.mse else None)  # fmt: skip
+    Woq, s_wo = o.weight(p["Wo"], sim["motor"][d.sub])
     s_y = o.scale(sim["y"])
     head = o.head(Woq, s_wo, p["bo"], s_v, s_y)
     net = IntegerLTC(
