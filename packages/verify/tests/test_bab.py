@@ -8,7 +8,7 @@ from scipy import sparse
 from verify_helpers import in_range
 
 from ctnn.quant import random_integer_mlp
-from ctnn.verify._bab import LayeredBounds, leaf_witness, lp_min, prove_margin
+from ctnn.verify._bab import LayeredBounds, box_min, leaf_witness, lp_min, prove_margin, split_dual
 from ctnn.verify._interval import interval_pass
 from ctnn.verify._layered import evaluate_chain, layers_of, tabulate_runs
 from ctnn.verify._network import Network
@@ -129,3 +129,49 @@ def test_branch_and_bound_verdicts_match_sampling_and_leaves_are_exact():
                 out = lb.forward(w[None])[0]
                 assert out[label] - out[other] < thr
     assert {"proved", "violated"} <= found
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_step_margin_is_the_exact_least_difference_of_the_output_steps(seed):
+    net, layers, _, bounds, xlo, xhi, samples = _setup(seed)
+    lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
+    ls, us = lb.root
+    runs, out = lb.runs[-1], len(layers) - 1
+    rng = np.random.default_rng(seed)
+    checked = 0
+    for label, other in [(0, 1), (1, 2), (2, 0)]:
+        if not (lb.monotone[label] and lb.monotone[other]):
+            continue
+        lo, hi = ls[out].copy(), us[out].copy()
+        for _ in range(4):  # random sub-intervals and accumulator-difference bounds, as branches see them
+            for j in (label, other):
+                a, c = sorted(rng.integers(ls[out][j], us[out][j] + 1, size=2))
+                lo[j], hi[j] = a, c
+            d = int(rng.integers(lo[label] - hi[other] - 1, hi[label] - lo[other] + 2))
+            zl = np.arange(lo[label], hi[label] + 1)
+            zo = np.arange(lo[other], hi[other] + 1)
+            ok = zl[:, None] - zo[None, :] >= d
+            gl, go = runs.column(label, zl.astype(float)), runs.column(other, zo.astype(float))
+            exact = (gl[:, None] - go[None, :])[ok].min() if ok.any() else np.inf
+            assert lb.step_margin(label, other, d, lo, hi) == exact
+            checked += 1
+    assert checked
+
+
+def test_split_dual_is_sound_from_any_warm_start():
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        n, m = 6, 3
+        lam, H = rng.normal(size=n), rng.integers(-3, 4, size=(m, n)).astype(float)
+        h = rng.integers(-2, 5, size=m).astype(float)
+        xlo, xhi = np.full(n, -2.0), np.full(n, 2.0)
+        warm = None if trial % 3 == 0 else np.abs(rng.normal(size=m)) * 3
+        low, beta = split_dual(lam, 0.5, H, h, xlo, xhi, warm, sweeps=1 + trial % 2)
+        assert np.all(beta >= 0) and len(beta) == m
+        pts = rng.uniform(-2, 2, size=(20000, n))
+        ok = np.all(pts @ H.T <= h, axis=1)
+        if ok.any():
+            assert low <= (pts[ok] @ lam).min() + 0.5 + 1e-9
+        # the multipliers it returns give the bound it returns
+        if np.isfinite(low):
+            assert low == pytest.approx(box_min(lam + H.T @ beta, 0.5 - beta @ h, xlo, xhi))

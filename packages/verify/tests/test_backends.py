@@ -9,7 +9,7 @@ import pytest
 from verify_helpers import box_of, enumerate_box, exhaustive_truth, in_range
 
 from ctnn.verify import SOLVERS, to_smtlib, verify_robustness
-from ctnn.verify._backends import Session, available, resolve
+from ctnn.verify._backends import AUTO_LARGE_INPUTS, Session, available, resolve
 
 HAS_BITWUZLA = importlib.util.find_spec("bitwuzla") is not None
 needs_bitwuzla = pytest.mark.skipif(not HAS_BITWUZLA, reason="bitwuzla (the optional extra) is not installed")
@@ -19,6 +19,9 @@ def test_resolve_and_errors():
     assert SOLVERS == ("z3", "bitwuzla", "auto")
     assert resolve("z3") == "z3" and available("z3")
     assert resolve("auto") in ("z3", "bitwuzla")
+    # by the query's size: the measured winner on small queries, z3 on MNIST-sized ones
+    assert resolve("auto", 16) == ("bitwuzla" if HAS_BITWUZLA else "z3")
+    assert resolve("auto", AUTO_LARGE_INPUTS + 1) == "z3"
     if not HAS_BITWUZLA:
         assert resolve("auto") == "z3"
         with pytest.raises(ModuleNotFoundError, match=r"ctnn-verify\[bitwuzla\]"):

@@ -72,6 +72,7 @@ class LayeredBounds:
             us.append(hi)
             rels.append(runs.lines(lo, hi))
         self.root = (ls, us)
+        self.monotone = np.all(np.diff(self.runs[-1].V, axis=0) >= 0, axis=0)
 
     # -- bounds -------------------------------------------------------------------------------
     def _first(self) -> tuple[np.ndarray, np.ndarray]:
@@ -106,15 +107,17 @@ class LayeredBounds:
         low = c + np.maximum(lam, 0) @ self.xlo + np.minimum(lam, 0) @ self.xhi
         return low - _TOL * (np.abs(lam) @ self.xmag) - _TOL, coeffs, lam, c
 
-    def split_halfspaces(self, ls: list[np.ndarray], us: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def split_halfspaces(self, ls: list[np.ndarray],
+                         us: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
         """The branch's first-layer splits as halfspaces ``H x <= h`` (exact: those accumulators
-        are affine in the inputs)."""
+        are affine in the inputs), with a key per row (``i`` for neuron i's upper end, ``-1 - i``
+        for its lower end) that names the same split in every branch below."""
         rl, ru = self.root
         layer = self.layers[0]
         up, down = np.flatnonzero(us[0] < ru[0]), np.flatnonzero(ls[0] > rl[0])
         H = np.concatenate([layer.W[:, up].T, -layer.W[:, down].T])
         h = np.concatenate([us[0][up] - layer.b[up], layer.b[down] - ls[0][down]])
-        return H, h
+        return H, h, np.concatenate([up, -1 - down])
 
     def margin(self, label: int, other: int, rels: list[Rel], ls: list[np.ndarray],
                us: list[np.ndarray]) -> tuple[float, list[np.ndarray], np.ndarray, float]:  # fmt: skip
@@ -197,32 +200,23 @@ class LayeredBounds:
     def step_margin(self, label: int, other: int, d: int, lo: np.ndarray, hi: np.ndarray) -> float:
         """A lower bound of ``g_label(z_label) - g_other(z_other)`` given ``z_label - z_other >= d``.
 
-        With both step functions nondecreasing, ``g_label(z_label) >= g_label(z_other + d)``, so
-        the least of ``g_label(z + d) - g_other(z)`` over the other's interval bounds the margin
-        exactly in the outputs' own steps (no line around a step is lost). ``-inf`` where a step
-        function is not monotone or the span is too wide to tabulate.
+        With both step functions nondecreasing, ``g_label(z_label) >= g_label(max(z_other + d,
+        lo_label))``, so the least of that minus ``g_other(z_other)`` over the other's values
+        with ``z_other + d <= hi_label`` bounds the margin exactly in the outputs' own steps (no
+        line around a step is lost); ``inf`` when no pair of values fits. ``-inf`` where a step
+        function is not monotone or the span is too wide.
         """
-        layer = self.layers[-1]
-        n = layer.W.shape[1]
-        l_o, u_o, u_l = int(lo[other]), int(hi[other]), int(hi[label])
-        top = max(u_l, u_o + d)
-        if top - (l_o + d) > 1 << 20 or u_o - l_o > 1 << 20:
+        runs = self.runs[-1]
+        if not (self.monotone[label] and self.monotone[other]):
             return -np.inf
-        zl = np.arange(l_o + d, top + 1, dtype=np.int64)
-        zo = np.arange(l_o, u_o + 1, dtype=np.int64)
-        info = np.iinfo(layer.acc_dtype)
-        if zl[0] < info.min or zl[-1] > info.max:
+        l_o, u_o = int(lo[other]), min(int(hi[other]), int(hi[label]) - d)
+        if u_o < l_o:
+            return np.inf
+        if u_o - l_o > 1 << 20:
             return -np.inf
-
-        def g(z: np.ndarray, j: int) -> np.ndarray:
-            zz = np.zeros((len(z), n), np.int64)
-            zz[:, j] = z
-            return evaluate_chain(layer, self.consts, zz, layer.acc_dtype)[:, j]
-
-        gl, go = g(zl, label), g(zo, other)
-        if np.any(np.diff(gl) < 0) or np.any(np.diff(go) < 0):
-            return -np.inf
-        return float((gl[: len(zo)] - go).min())
+        zo = np.arange(l_o, u_o + 1, dtype=np.float64)
+        zl = np.maximum(zo + d, lo[label])
+        return float((runs.column(label, zl) - runs.column(other, zo)).min())
 
     def _crown(self, k: int, rels: list[Rel]) -> tuple[np.ndarray, np.ndarray]:
         L = self.layers[k]
@@ -260,16 +254,18 @@ def box_min(lam: np.ndarray, const: float, xlo: np.ndarray, xhi: np.ndarray) -> 
 
 
 def split_dual(lam: np.ndarray, const: float, H: np.ndarray, h: np.ndarray, xlo: np.ndarray, xhi: np.ndarray,
-               sweeps: int = 3) -> float:  # fmt: skip
-    """A sound lower bound of ``lam·x + const`` over ``{x in box : H x <= h}`` by Lagrangian duality.
+               beta: np.ndarray | None = None, sweeps: int = 3) -> tuple[float, np.ndarray]:  # fmt: skip
+    """A sound lower bound of ``lam·x + const`` over ``{x in box : H x <= h}`` by Lagrangian duality,
+    and the multipliers that give it.
 
     ``min_box (lam + Hᵀβ)·x + const - β·h`` holds for every ``β >= 0``; each ``β_s`` in turn is
     set to its exact maximizer (the bound is concave and piecewise linear in ``β_s``: walk
-    its breakpoints), a few sweeps. This is how a split constraint reaches the inputs
-    without an LP (β-CROWN's idea, Wang et al., NeurIPS'21, with coordinate ascent). ``inf``
-    when one halfspace misses the box.
+    its breakpoints), ``sweeps`` times from ``beta`` (a parent branch's multipliers are a
+    good start: one sweep then does what three do from zero). This is how a split constraint
+    reaches the inputs without an LP (β-CROWN's idea, Wang et al., NeurIPS'21, with
+    coordinate ascent). ``inf`` when one halfspace misses the box.
     """
-    beta = np.zeros(len(h))
+    beta = np.zeros(len(h)) if beta is None else np.maximum(beta, 0.0)
     width = xhi - xlo
     for _ in range(sweeps):
         for s in range(len(h)):
@@ -288,12 +284,12 @@ def split_dual(lam: np.ndarray, const: float, H: np.ndarray, h: np.ndarray, xlo:
             k = int(np.searchsorted(-(d0 - drop), 0.0, side="left"))  # first point where the slope <= 0
             if k >= len(order):
                 if d0 - (drop[-1] if len(drop) else 0.0) > 1e-6:
-                    return float("inf")  # the bound grows without limit: the halfspace misses the box
+                    return float("inf"), beta  # the bound grows without limit: the halfspace misses the box
                 if not len(order):
                     continue
                 k = len(order) - 1
             beta[s] = float(t[order][k])
-    return box_min(lam + H.T @ beta, const - float(beta @ h), xlo, xhi)
+    return box_min(lam + H.T @ beta, const - float(beta @ h), xlo, xhi), beta
 
 
 def lp_min(c: np.ndarray, A_ub: Any, b_ub: np.ndarray, A_eq: Any, b_eq: np.ndarray, vlo: np.ndarray,
@@ -447,28 +443,42 @@ def prove_margin(
     stuck = False
     n = 0
 
-    def bound(ls: list[np.ndarray], us: list[np.ndarray], start: int, parent: float) -> tuple | None:
-        """The branch's margin bound (None: no input reaches it) and what branching needs."""
+    def dual(lam: np.ndarray, c: float, hs: tuple, warm: dict[int, float]) -> tuple[float, dict[int, float]]:
+        """:func:`split_dual` warm-started from the parent's multipliers (one sweep then suffices)."""
+        H, h, keys = hs
+        beta0 = np.array([warm.get(int(k), 0.0) for k in keys])
+        low, beta = split_dual(lam, c, H, h, bounds.xlo, bounds.xhi, beta0, sweeps=1 if warm else 3)
+        return low, dict(zip(keys.tolist(), beta.tolist()))
+
+    def bound(ls: list[np.ndarray], us: list[np.ndarray], start: int, parent: float,
+              warm: tuple[dict, dict]) -> tuple | None:  # fmt: skip
+        """The branch's margin bound (None: no input reaches it) and what branching needs:
+        ``(low, coeffs, lam, rels, alternative coeffs, multipliers)``."""
         rels = bounds.relax(ls, us, start)
         if rels is None:
             return None
         low, coeffs, lam, c_x = bounds.margin(label, other, rels, ls, us)
         low = max(low, parent)  # the parent's bound holds on the child's part of the box
         if np.ceil(low) >= threshold:
-            return low, coeffs, lam, rels
-        H, h = bounds.split_halfspaces(ls, us)
-        if len(h):
-            low = max(low, split_dual(lam, c_x, H, h, bounds.xlo, bounds.xhi))
+            return low, coeffs, lam, rels, None, warm
+        hs = bounds.split_halfspaces(ls, us)
+        duals = warm
+        if len(hs[1]):
+            m_low, m_beta = dual(lam, c_x, hs, warm[0])
+            low = max(low, m_low)
         # the accumulators' difference, bounded backward, then through the output steps exactly
         d_low, d_coeffs, d_lam, d_c = bounds.backward(last - 1, diff_w[None], diff_b, rels)
         d = float(d_low[0])
-        if len(h):
-            d = max(d, split_dual(d_lam[0], float(d_c[0]), H, h, bounds.xlo, bounds.xhi))
+        if len(hs[1]):
+            d_dual, d_beta = dual(d_lam[0], float(d_c[0]), hs, warm[1])
+            d = max(d, d_dual)
+            duals = (m_beta, d_beta)
+        alt = d_coeffs + [coeffs[-1]]
         if np.isfinite(d):
             m = bounds.step_margin(label, other, int(np.ceil(d)), ls[last], us[last])
             if m > low:
-                low, coeffs, lam = m, d_coeffs + [coeffs[-1]], d_lam[0]
-        return low, coeffs, lam, rels
+                low, coeffs, lam = m, alt, d_lam[0]
+        return low, coeffs, lam, rels, alt, duals
 
     def child(ls: list[np.ndarray], us: list[np.ndarray], pick: tuple[int, int, int], side: int) -> tuple:
         k, i, m = pick
@@ -479,7 +489,8 @@ def prove_margin(
             cl[k][i] = m + 1
         return cl, cu
 
-    def choose(ls: list[np.ndarray], us: list[np.ndarray], low: float, picks: list) -> tuple[tuple, list]:
+    def choose(ls: list[np.ndarray], us: list[np.ndarray], low: float, picks: list,
+               warm: tuple[dict, dict]) -> tuple[tuple, list]:  # fmt: skip
         """Of the candidate splits, the one whose worse child bounds best (filtered smart branching),
         with its two children already bounded (``(ls, us, bound)`` each), so a pop need not redo them."""
         best, choice, kids = -np.inf, picks[0], []
@@ -487,28 +498,30 @@ def prove_margin(
             worst, these = np.inf, []
             for side in (0, 1):
                 cl, cu = child(ls, us, pick, side)
-                b = bound(cl, cu, pick[0] + 1, low)
+                b = bound(cl, cu, pick[0] + 1, low, warm)
                 these.append((cl, cu, b))
                 worst = min(worst, np.inf if b is None else b[0])
             if worst > best or not kids:
                 best, choice, kids = worst, pick, these
         return choice, kids
 
-    def push(ls: list[np.ndarray], us: list[np.ndarray], start: int, parent: float,
+    def push(ls: list[np.ndarray], us: list[np.ndarray], start: int, parent: float, warm: tuple[dict, dict],
              got: tuple | None | bool = False) -> np.ndarray | None:  # fmt: skip
         """Bound a branch (unless ``got`` is its bound already), check its corners, queue it."""
         nonlocal stuck, n
         n += 1
         if got is False:
-            got = bound(ls, us, start, parent)
+            got = bound(ls, us, start, parent, warm)
         if got is None:
             return None
-        low, coeffs, lam, rels = got
+        low, coeffs, lam, rels, alt, duals = got
         if np.ceil(low) >= threshold:
             return None
         cands = [np.where(lam > 0, bounds.xlo, bounds.xhi)]
-        picks = _candidates(bounds, coeffs, rels, ls, us)
-        pick, kids = choose(ls, us, low, picks) if len(picks) > 1 else (picks[0] if picks else None, None)
+        picks = _candidates(bounds, coeffs, rels, ls, us) or _candidates(bounds, alt, rels, ls, us)
+        pick, kids = (
+            choose(ls, us, low, picks, duals) if len(picks) > 1 else (picks[0] if picks else None, None)
+        )
         if pick is None:  # the lines are as tight as splits make them: the LP enforces the splits
             lp_low, x_lp, lp_layers = bounds.lp_margin(label, other, ls, us)
             if np.ceil(lp_low) >= threshold:
@@ -535,23 +548,23 @@ def prove_margin(
                 return x
             stuck = stuck or r == "unknown"
             return None
-        heapq.heappush(heap, (low, next(counter), ls, us, pick, kids))
+        heapq.heappush(heap, (low, next(counter), ls, us, pick, kids, duals))
         return None
 
     ls, us = ([a.copy() for a in side] for side in bounds.root)
-    w = push(ls, us, len(bounds.layers), -np.inf)
+    w = push(ls, us, len(bounds.layers), -np.inf, ({}, {}))
     if w is not None:
         return "violated", w, n
     while heap:
         if time.perf_counter() > deadline or n >= max_branches:
             return "open", None, n
-        low, _, ls, us, pick, kids = heapq.heappop(heap)
+        low, _, ls, us, pick, kids, duals = heapq.heappop(heap)
         for side in (0, 1):
             if kids is None:
-                w = push(*child(ls, us, pick, side), pick[0] + 1, low)
+                w = push(*child(ls, us, pick, side), pick[0] + 1, low, duals)
             else:
                 cl, cu, got = kids[side]
-                w = push(cl, cu, pick[0] + 1, low, got)
+                w = push(cl, cu, pick[0] + 1, low, duals, got)
             if w is not None:
                 return "violated", w, n
     return ("open" if stuck else "proved"), None, n

@@ -127,8 +127,12 @@ class Runs:
 
     def value_at(self, j: int, z: int) -> int:
         """``g_j(z)`` for one neuron ``j``."""
-        r = int((self.S[:, j] <= z).sum()) - 1
-        return int(self.V[max(r, 0), j])
+        return int(self.column(j, np.array([z], np.float64))[0])
+
+    def column(self, j: int, z: np.ndarray) -> np.ndarray:
+        """``g_j(z)`` for many values ``z`` of one neuron ``j``."""
+        r = np.searchsorted(self.S[:, j], z, side="right") - 1
+        return self.V[np.maximum(r, 0), j]
 
     def range(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The least and greatest value of ``g`` on ``[lo, hi]`` per neuron."""
