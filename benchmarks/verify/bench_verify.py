@@ -360,9 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", choices=["mnist", "encodings", "solvers", "digits", "all"], default=None)
     p.add_argument("--eps", type=int, nargs="*", default=[1, 2, 3, 4])
-    p.add_argument("--samples", type=int, default=100, help="first N test images (default 100)")
+    p.add_argument("--samples", type=int, default=100, help="test images up to the N-th (default 100)")
     p.add_argument("--first", type=int, default=0,
-                   help="MNIST: start at this test image (split a long run over processes, then --merge)")
+                   help="MNIST: start at this test image (split a long run over processes, then --merge)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per query (default 60)")
     p.add_argument("--naive-timeout", type=float, default=20.0, help="cap of the naive encoding (default 20)")
     p.add_argument("--solver", default="auto", choices=["auto", "z3", "bitwuzla"])

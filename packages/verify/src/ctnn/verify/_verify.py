@@ -197,7 +197,7 @@ def _decide(
     bab_proved: set[int] = set()
     layered = False
     use_bab = interval and bab > 0 and isinstance(q.prop, LocalRobustness)
-    others = [j for j in range(len(q.y0)) if j != getattr(q.prop, "label", -1)]
+    others = [j for j in range(len(q.y0)) if j != label]
 
     def bab_round(deadline: float) -> VerificationResult | None:
         """Branch and bound on the classes still open, until ``deadline``."""
@@ -376,10 +376,10 @@ def verify_robustness(
 
     Per query: the interval pass (``interval``) → a cheap attack on the reference (``attack``)
     → on an MLP-shaped graph, branch and bound on backward linear bounds per competing class
-    (``bab``, :data:`BAB_SHARE` of the time left) → z3 on the classes left, with ``timeout_s`` for the
-    whole query. A counterexample is always
-    replayed on the reference and in onnxruntime before it is returned. ``solver`` is ``"z3"``,
-    ``"bitwuzla"`` (the optional extra) or ``"auto"`` (the faster one installed).
+    (``bab``, :data:`BAB_SHARE` of the time left) → z3 on the classes left, with ``timeout_s``
+    for the whole query. A counterexample is always replayed on the reference and in onnxruntime
+    before it is returned. ``solver`` is ``"z3"``, ``"bitwuzla"`` (the optional extra) or
+    ``"auto"`` (the one measured faster for the query's size, of those installed).
 
     >>> import numpy as np
     >>> from ctnn.quant import random_integer_mlp
