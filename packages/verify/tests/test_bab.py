@@ -68,9 +68,11 @@ def test_backward_bounds_hold_on_executions_and_beat_nothing_impossible(seed):
         assert np.all(ls[k] <= z.min(0)) and np.all(z.max(0) <= us[k])
     y = np.asarray(env[net.output_name], np.int64).reshape(len(samples), -1)
     assert np.array_equal(lb.forward(samples), y)  # the layered view computes the graph itself
-    rels = lb.relax([a.copy() for a in ls], [a.copy() for a in us], len(layers))
+    batch = [a[None] for a in ls], [a[None] for a in us]
+    rels, alive = lb.relax(*batch, len(layers))
+    assert alive.all()
     for other in range(1, y.shape[1]):
-        low, _, lam, c = lb.margin(0, other, rels, ls, us)
+        low, _, lam, c = (a[0] for a in lb.margin(0, other, rels, *batch))
         margin = y[:, 0] - y[:, other]
         assert low <= margin.min() + 1e-9
         assert np.all(samples @ lam + c <= margin + 1e-6)  # the affine form under the margin
@@ -160,18 +162,30 @@ def test_step_margin_is_the_exact_least_difference_of_the_output_steps(seed):
 
 def test_split_dual_is_sound_from_any_warm_start():
     rng = np.random.default_rng(0)
-    for trial in range(30):
-        n, m = 6, 3
-        lam, H = rng.normal(size=n), rng.integers(-3, 4, size=(m, n)).astype(float)
-        h = rng.integers(-2, 5, size=m).astype(float)
-        xlo, xhi = np.full(n, -2.0), np.full(n, 2.0)
-        warm = None if trial % 3 == 0 else np.abs(rng.normal(size=m)) * 3
-        low, beta = split_dual(lam, 0.5, H, h, xlo, xhi, warm, sweeps=1 + trial % 2)
-        assert np.all(beta >= 0) and len(beta) == m
-        pts = rng.uniform(-2, 2, size=(20000, n))
-        ok = np.all(pts @ H.T <= h, axis=1)
+    n, m, B = 6, 4, 30
+    H = rng.integers(-3, 4, size=(m, n)).astype(float)
+    lam, h = rng.normal(size=(B, n)), rng.integers(-2, 5, size=(B, m)).astype(float)
+    active = rng.random((B, m)) < 0.7  # each branch binds its own rows
+    xlo, xhi = np.full(n, -2.0), np.full(n, 2.0)
+    warm = np.abs(rng.normal(size=(B, m))) * 3
+    warm[::3] = 0.0
+    sweeps = 1 + np.arange(B) % 2
+    low, beta = split_dual(lam, np.full(B, 0.5), H, h, active, xlo, xhi, warm, sweeps)
+    assert np.all(beta >= 0) and np.all(beta[~active] == 0)
+    pts = rng.uniform(-2, 2, size=(20000, n))
+    unbounded = 0
+    for i in range(B):
+        ok = np.all(pts @ H[active[i]].T <= h[i, active[i]], axis=1)
         if ok.any():
-            assert low <= (pts[ok] @ lam).min() + 0.5 + 1e-9
+            assert low[i] <= (pts[ok] @ lam[i]).min() + 0.5 + 1e-9
         # the multipliers it returns give the bound it returns
-        if np.isfinite(low):
-            assert low == pytest.approx(box_min(lam + H.T @ beta, 0.5 - beta @ h, xlo, xhi))
+        if np.isfinite(low[i]):
+            assert low[i] == pytest.approx(box_min(lam[i] + H.T @ beta[i], 0.5 - beta[i] @ h[i], xlo, xhi))
+        else:
+            unbounded += 1
+            assert not ok.any()
+        # one branch alone gets the bound it gets in the batch
+        one = split_dual(lam[i : i + 1], np.array([0.5]), H, h[i : i + 1], active[i : i + 1], xlo, xhi,
+                         warm[i : i + 1], sweeps[i : i + 1])[0][0]  # fmt: skip
+        assert one == pytest.approx(low[i])
+    assert unbounded < B

@@ -120,9 +120,14 @@ class Runs:
     E: np.ndarray
     V: np.ndarray
 
+    @staticmethod
+    def _lift(a: np.ndarray, like: np.ndarray) -> np.ndarray:
+        """``a [R, n]`` shaped to broadcast against ``like [..., n]`` (a batch of branches)."""
+        return a.reshape(a.shape[:1] + (1,) * (like.ndim - 1) + a.shape[1:])
+
     def value(self, z: np.ndarray) -> np.ndarray:
-        """``g(z)`` for one value per neuron (``z`` within the tabulated range)."""
-        r = (self.S <= z[None, :]).sum(0) - 1
+        """``g(z)`` for one value per neuron (``z [..., n]`` within the tabulated range)."""
+        r = (self._lift(self.S, z) <= z[None]).sum(0) - 1
         return self.V[np.maximum(r, 0), np.arange(self.V.shape[1])]
 
     def value_at(self, j: int, z: int) -> int:
@@ -136,20 +141,21 @@ class Runs:
 
     def range(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The least and greatest value of ``g`` on ``[lo, hi]`` per neuron."""
-        inside = (self.E >= lo) & (self.S <= hi)
-        return np.where(inside, self.V, np.inf).min(0), np.where(inside, self.V, -np.inf).max(0)
+        V = self._lift(self.V, lo)
+        inside = (self._lift(self.E, lo) >= lo) & (self._lift(self.S, lo) <= hi)
+        return np.where(inside, V, np.inf).min(0), np.where(inside, V, -np.inf).max(0)
 
     def candidates(self, lo: np.ndarray, hi: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Sound lines per neuron for a few slopes: ``(a, cl, cu)`` with ``a·z + cl <= g(z) <= a·z + cu``
-        on the integers of ``[lo, hi]``.
+        on the integers of ``[lo, hi]`` (``[n]``, or ``[B, n]`` for a batch of branches).
 
         Slopes: flat, the chord, the chord to the first maximum and the one from the last
         minimum (DeepPoly's choices for a ReLU, generalized). Each offset is the extreme
         residual over the run ends, where a line's residual against a step function peaks.
         """
         g_lo, g_hi = self.value(lo), self.value(hi)
-        Z = np.concatenate([self.S, self.E])
-        G = np.concatenate([self.V, self.V])
+        Z = self._lift(np.concatenate([self.S, self.E]), lo)
+        G = self._lift(np.concatenate([self.V, self.V]), lo)
         Zc = np.clip(Z, lo, hi).astype(np.float64)
         Gc = np.where(Z < lo, g_lo, np.where(Z > hi, g_hi, G))
         width = (hi - lo).astype(np.float64)
@@ -189,12 +195,12 @@ class Runs:
     def splits(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Per neuron, the split point ``m`` nearest the interval's middle with ``g(m) != g(m+1)``
         (``lo - 1`` where ``g`` is constant on ``[lo, hi]``)."""
-        ends = self.E  # the last integer of each run: g changes right after it
+        ends = self._lift(self.E, lo)  # the last integer of each run: g changes right after it
         inside = (ends >= lo) & (ends < hi)
         mid = (lo + hi) / 2.0
         dist = np.where(inside, np.abs(ends - mid), np.inf)
         r = dist.argmin(0)
-        m = ends[r, np.arange(ends.shape[1])]
+        m = self.E[r, np.arange(self.E.shape[1])]
         return np.where(np.isfinite(dist.min(0)), m, lo - 1)
 
 
