@@ -153,8 +153,8 @@ class LayeredBounds:
         lz = np.zeros((B, nc * nc, n))
         lz[:, :, label] = a_l
         lz[:, :, other] = -a_o
-        low, coeffs, lam, c_x = self.backward(k - 1, lz @ layer.W.T, c_l - c_o + lz @ layer.b, rels,
-                                              np.abs(c_l) + np.abs(c_o) + np.abs(lz) @ np.abs(layer.b))  # fmt: skip
+        low, coeffs, lam, c_x = self.backward(k - 1, _flat_mm(lz, layer.W.T), c_l - c_o + _flat_mm(lz, layer.b),
+                                              rels, np.abs(c_l) + np.abs(c_o) + _flat_mm(np.abs(lz), np.abs(layer.b)))  # fmt: skip
         best = np.argmax(low, axis=1)
         rows = np.arange(B)
         return low[rows, best], [c[rows, best] for c in coeffs], lam[rows, best], c_x[rows, best]
@@ -275,8 +275,7 @@ class LayeredBounds:
 def box_min(lam: np.ndarray, const: Any, xlo: np.ndarray, xhi: np.ndarray) -> Any:
     """``min lam·x + const`` over the box (``lam [F]``, or ``[B, F]`` with ``const [B]``),
     rounded down by :func:`~._linear.max_of`'s margin."""
-    v = np.minimum(lam, 0) @ xhi + np.maximum(lam, 0) @ xlo + const
-    return v - 1e-9 * (np.abs(lam) @ np.maximum(np.abs(xlo), np.abs(xhi)) + np.abs(const)) - 1e-9
+    return -max_of(-lam, -const, xlo, xhi)
 
 
 def split_dual(lam: np.ndarray, const: np.ndarray, H: np.ndarray, h: np.ndarray, active: np.ndarray,
@@ -506,7 +505,8 @@ class _Search:
         self.stuck = False
         self.n = 0
 
-    def unpack(self, states: np.ndarray) -> list[np.ndarray]:
+    def unpack(self, states: np.ndarray) -> list:
+        """Rows -> ``[ls per layer, us per layer, margin multipliers, difference multipliers, warm]``."""
         parts = [states[:, a:b] for a, b in zip(self.ends[:-1], self.ends[1:])]
         K = len(self.b.layers)
         return [parts[:K], parts[K : 2 * K], *parts[2 * K :]]  # type: ignore[list-item]
@@ -570,7 +570,9 @@ class _Search:
         if flat.any():
             picks[flat] = _pick(b, [c[keep][flat] for c in d_coeffs], [tuple(a[flat] for a in r) for r in rels],
                                 [a[flat] for a in ls], [a[flat] for a in us])  # fmt: skip
-        states = np.concatenate([*ls, *us, beta_m[keep], beta_d[keep], active[keep].any(1, keepdims=True)], axis=1)
+        states = np.concatenate(
+            [*ls, *us, beta_m[keep], beta_d[keep], active[keep].any(1, keepdims=True)], axis=1
+        )
         for i in range(len(keep)):
             low_i, pick = float(low[i]), tuple(int(v) for v in picks[i])
             if pick[0] < 0:  # the lines are as tight as splits make them: the LP enforces the splits
@@ -606,7 +608,9 @@ class _Search:
         )
         if r == "sat":
             if not self.violated(b.forward(x[None]))[0]:
-                raise AssertionError("a branch-and-bound leaf witness does not violate the property on the reference")
+                raise AssertionError(
+                    "a branch-and-bound leaf witness does not violate the property on the reference"
+                )
             return x, lp_low, None
         self.stuck = self.stuck or r == "unknown"
         return None, lp_low, None

@@ -63,10 +63,11 @@ def concretize(f: Forms, xlo: np.ndarray, xhi: np.ndarray) -> tuple[np.ndarray, 
     return lo.astype(np.int64), hi.astype(np.int64)
 
 
-def max_of(A: np.ndarray, c: float, xlo: np.ndarray, xhi: np.ndarray) -> float:
-    """The maximum of ``A·x + c`` over the box, rounded up by the same margin as :func:`concretize`."""
-    v = float(np.maximum(A, 0) @ xhi + np.minimum(A, 0) @ xlo + c)
-    return v + 1e-9 * (float(np.abs(A) @ np.maximum(np.abs(xlo), np.abs(xhi))) + abs(c)) + 1e-9
+def max_of(A: np.ndarray, c: Any, xlo: np.ndarray, xhi: np.ndarray) -> Any:
+    """The maximum of ``A·x + c`` over the box, rounded up by the same margin as :func:`concretize`
+    (``A [F]`` and a number, or one row per form: ``A [B, F]``, ``c [B]``)."""
+    v = np.maximum(A, 0) @ xhi + np.minimum(A, 0) @ xlo + c
+    return v + 1e-9 * (np.abs(A) @ np.maximum(np.abs(xlo), np.abs(xhi)) + np.abs(c)) + 1e-9
 
 
 def enclosing_lines(t: np.ndarray, rlo: int) -> tuple[tuple[float, float], tuple[float, float]]:
