@@ -49,8 +49,8 @@ class LayeredBounds:
     backward bounds for the others, intersected with the interval pass's) and its step
     function's runs over that interval, which every branch's narrower interval reuses.
     The bounding methods take a *batch* of branches: per layer, intervals ``[B, n_k]``.
-    Branch and bound spends its time on numpy's per-call overhead otherwise (measured on
-    the hard MNIST classes: ~2 ms a branch, one at a time).
+    One branch at a time cost ~2 ms on the hard MNIST classes, much of it numpy's per-call
+    overhead; in batches the cost is the products themselves.
     """
 
     def __init__(self, layers: list[Layer], consts: dict[str, Any], xlo: np.ndarray, xhi: np.ndarray,
@@ -511,6 +511,11 @@ class _Search:
         K = len(self.b.layers)
         return [parts[:K], parts[K : 2 * K], *parts[2 * K :]]  # type: ignore[list-item]
 
+    def pack(self, ls: list[np.ndarray], us: list[np.ndarray], beta_m: np.ndarray, beta_d: np.ndarray,
+             warm: np.ndarray) -> np.ndarray:  # fmt: skip
+        """Branches as rows: the inverse of :meth:`unpack`."""
+        return np.concatenate([*ls, *us, beta_m, beta_d, warm[:, None]], axis=1)
+
     def children(self, states: np.ndarray, picks: np.ndarray) -> np.ndarray:
         """Each parent's two children: the picked neuron's interval cut after its split point."""
         kids = np.repeat(states, 2, axis=0)
@@ -526,7 +531,6 @@ class _Search:
         b, last = self.b, len(self.b.layers) - 1
         self.n += len(states)
         ls, us, warm_m, warm_d, warm = self.unpack(states)
-        ls, us = list(ls), list(us)
         rels, alive = b.relax(ls, us, start, [self.label, self.other])
         low, coeffs, lam, c_x = b.margin(self.label, self.other, rels, ls, us)
         low = np.maximum(low, parent)  # the parent's bound holds on the child's part of the box
@@ -562,8 +566,9 @@ class _Search:
         # two candidates per branch: the minimizing corner of the bound's affine form, and that of
         # its Lagrangian with the split multipliers, which heeds the branch's splits (MNIST image 91
         # at ε = 1: the counterexample after 255 branches instead of 105,000)
-        lam_b = lam + np.where(alt[:, None], beta_d, beta_m) @ b.H
-        corners = np.where(np.concatenate([lam[keep], lam_b[keep]]) > 0, b.xlo, b.xhi)
+        lam = lam[keep]
+        lam_b = lam + np.where(alt[keep, None], beta_d[keep], beta_m[keep]) @ b.H
+        corners = np.where(np.concatenate([lam, lam_b]) > 0, b.xlo, b.xhi)
         hit = self.violated(b.forward(corners))
         if hit.any():
             return corners[int(np.argmax(hit))]
@@ -574,9 +579,7 @@ class _Search:
         if flat.any():
             picks[flat] = _pick(b, [c[keep][flat] for c in d_coeffs], [tuple(a[flat] for a in r) for r in rels],
                                 [a[flat] for a in ls], [a[flat] for a in us])  # fmt: skip
-        states = np.concatenate(
-            [*ls, *us, beta_m[keep], beta_d[keep], active[keep].any(1, keepdims=True)], axis=1
-        )
+        states = self.pack(ls, us, beta_m[keep], beta_d[keep], active[keep].any(1))
         for i in range(len(keep)):
             low_i, pick = float(low[i]), tuple(int(v) for v in picks[i])
             if pick[0] < 0:  # the lines are as tight as splits make them: the LP enforces the splits
@@ -633,8 +636,8 @@ def prove_margin(
     """
     search = _Search(bounds, label, other, threshold, violated, leaf_s, deadline)
     ls, us = bounds.root
-    S = len(bounds.H)
-    root = np.concatenate([*ls, *us, np.zeros(2 * S), [0.0]])[None]
+    cold = np.zeros((1, len(bounds.H)))
+    root = search.pack([a[None] for a in ls], [a[None] for a in us], cold, cold, np.zeros(1))
     w = search.expand(root, np.array([-np.inf]), len(bounds.layers))
     heap = search.heap
     while w is None and heap:
