@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from scipy import sparse
 from verify_helpers import in_range
 
 from ctnn.quant import random_integer_mlp
+from ctnn.verify import _bab as bab
 from ctnn.verify._bab import LayeredBounds, box_min, leaf_witness, lp_min, prove_margin, split_dual
 from ctnn.verify._interval import interval_pass
 from ctnn.verify._layered import evaluate_chain, layers_of, tabulate_runs
@@ -131,6 +134,57 @@ def test_branch_and_bound_verdicts_match_sampling_and_leaves_are_exact():
                 out = lb.forward(w[None])[0]
                 assert out[label] - out[other] < thr
     assert {"proved", "violated"} <= found
+
+
+def test_branch_and_bound_on_forked_workers_builds_the_same_tree(monkeypatch):
+    """Dealt to two processes, every class gets the verdict it gets in one, and a proof the
+    same number of branches (a branch's bound is its own, so the tree cannot depend on who
+    bounds it)."""
+    forks = []
+    real = bab._in_parallel
+    monkeypatch.setattr(bab, "_in_parallel", lambda *a, **k: forks.append(1) or real(*a, **k))
+    for seed in range(6):
+        net, layers, dtypes, bounds, xlo, xhi, samples = _setup(seed, sizes=(6, 10, 8, 4), eps=3)
+        lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
+        label = int(np.argmax(lb.forward(((xlo + xhi) // 2)[None])[0]))
+        prop = LocalRobustness(label)
+        for other in range(lb.layers[-1].W.shape[1]):
+            if other == label:
+                continue
+            thr = 1 if other < label else 0
+            one = prove_margin(lb, label, other, thr, 1e18, prop.violated, batch=1)
+            two = prove_margin(lb, label, other, thr, 1e18, prop.violated, batch=1, workers=2)
+            assert one[0] == two[0]
+            if one[0] == "proved":
+                assert one[2] == two[2]
+            if two[0] == "violated":
+                assert prop.violated(lb.forward(two[1][None]))[0]
+    assert forks  # some trees were big enough to deal out
+
+
+def test_a_failing_worker_is_an_error_in_the_parent():
+    net, layers, dtypes, bounds, xlo, xhi, samples = _setup(1, sizes=(6, 10, 8, 4), eps=3)
+    lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
+    parent = os.getpid()
+
+    def violated(y):
+        if os.getpid() != parent:
+            raise ValueError("boom in the worker")
+        return np.zeros(len(y), bool)
+
+    with pytest.raises(RuntimeError, match="boom in the worker"):
+        bab._in_parallel(_open_search(lb, violated), 2, 1000, 1)
+
+
+def _open_search(lb, violated):
+    search = bab._Search(lb, 0, 1, 10**6, violated, 1.0, 1e18)  # a margin no network reaches: all open
+    ls, us = lb.root
+    cold = np.zeros((1, len(lb.H)))
+    search.expand(search.pack([a[None] for a in ls], [a[None] for a in us], cold, cold, np.zeros(1)),
+                  np.array([-np.inf]), len(lb.layers))  # fmt: skip
+    search.run(1000, 1, until=4)
+    assert len(search.heap) >= 2
+    return search
 
 
 @pytest.mark.parametrize("seed", range(3))

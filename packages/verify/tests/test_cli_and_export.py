@@ -54,6 +54,9 @@ def test_cli_sample_index_and_errors(model_file, tmp_path, capsys):
     junk.write_bytes(b"junk")
     assert main(["robustness", str(junk), "--input", str(xs), "--eps", "1", "--sample-index", "0"]) == 2
     assert "not an ONNX model" in capsys.readouterr().err
+    assert main(["robustness", str(model_file), "--input", str(xs), "--eps", "1", "--sample-index", "1",
+                 "--workers", "0"]) == 2  # fmt: skip
+    assert "workers must be a positive integer, got 0" in capsys.readouterr().err
 
 
 def test_the_entry_point_runs(model_file, tmp_path):

@@ -52,6 +52,12 @@ def test_sample_that_does_not_fit(model):
     assert issubclass(SampleError, VerifyError) and issubclass(VerifyError, ValueError)
 
 
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2"])
+def test_workers_must_be_a_positive_integer(model, workers):
+    with pytest.raises(VerifyError, match=f"workers must be a positive integer, got {workers!r}"):
+        verify_robustness(model, X, 1, input_range=(-8, 7), workers=workers)
+
+
 def test_a_1xF_sample_is_accepted(model):
     r = verify_robustness(model, X[None, :], 0, input_range=(-8, 7))
     assert r.verdict == "robust" and r.method == "interval"

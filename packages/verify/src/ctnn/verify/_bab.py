@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import multiprocessing as mp
+import queue
 import time
 from typing import Any
 
@@ -296,22 +298,27 @@ def split_dual(lam: np.ndarray, const: np.ndarray, H: np.ndarray, h: np.ndarray,
     B, S = h.shape
     beta = np.zeros((B, S)) if beta is None else np.where(active, np.maximum(beta, 0.0), 0.0)
     sweeps = np.broadcast_to(np.asarray(sweeps), (B,))
-    width = xhi - xlo
     count = active.sum(1)
     order_s = np.argsort(~active, axis=1, kind="stable")  # each branch's binding rows first
     empty = np.zeros(B, bool)
-    lam_all = lam + beta @ H  # lam + Hᵀβ, kept current as β changes
+    # the sweeps only choose β: any β >= 0 gives a sound bound, evaluated in float64 at the end,
+    # so they run in float32 (half the memory traffic); only "this halfspace misses the box",
+    # which closes a branch, is decided exactly
+    H32, h32 = H.astype(np.float32), h.astype(np.float32)
+    xlo32, xhi32 = xlo.astype(np.float32), xhi.astype(np.float32)
+    width = xhi32 - xlo32
+    lam_all = (lam + beta @ H).astype(np.float32)  # lam + Hᵀβ, kept current as β changes
     for sweep in range(int(sweeps.max(initial=0))):
         for k in range(int(count.max(initial=0))):
             r = np.flatnonzero((k < count) & (sweep < sweeps) & ~empty)
             if not len(r):
                 continue
             s = order_s[r, k]
-            row, b_s = H[s], beta[r, s]
+            row, b_s = H32[s], beta[r, s].astype(np.float32)
             lam_s = lam_all[r] - b_s[:, None] * row
             # slope of the bound in β_s just above 0: the minimizing corner's constraint value
             pos = (lam_s > 0) | ((lam_s == 0) & (row > 0))
-            d0 = (row * np.where(pos, xlo, xhi)).sum(1) - h[r, s]
+            d0 = (row * np.where(pos, xlo32, xhi32)).sum(1) - h32[r, s]
             # a halfspace the minimizing corner satisfies wants no multiplier
             slack = np.flatnonzero(d0 <= 0)
             lam_all[r[slack]] -= b_s[slack, None] * row[slack]
@@ -332,6 +339,9 @@ def split_dual(lam: np.ndarray, const: np.ndarray, H: np.ndarray, h: np.ndarray,
             new = np.where(past.any(1), t[rows, np.argmax(past, 1)],
                            np.where(n_flip > 0, t[rows, np.maximum(n_flip - 1, 0)], b_s))  # fmt: skip
             misses = ~past.any(1) & (rest[:, -1] > 1e-6)  # the bound grows without limit
+            if misses.any():  # exactly (integer sums in float64): no input of the box meets row s
+                H_m = H[s[misses]]
+                misses[misses] = (H_m * np.where(H_m > 0, xlo, xhi)).sum(1) - h[r[misses], s[misses]] > 0
             new = np.where(misses, b_s, new)
             empty[r[misses]] = True
             lam_all[r] += (new - b_s)[:, None] * row
@@ -480,6 +490,14 @@ def _lp_pick(bounds: LayeredBounds, lp_layers: list, ls: list[np.ndarray],
     return pick
 
 
+class _Never:
+    """A stop flag that is never set: a search in one process."""
+
+    @staticmethod
+    def is_set() -> bool:
+        return False
+
+
 #: parents expanded per bounding call: their children are bounded together, as one batch
 BATCH = 64
 
@@ -503,6 +521,7 @@ class _Search:
         self.heap: list = []
         self.counter = itertools.count()
         self.stuck = False
+        self.stop: Any = _Never()
         self.n = 0
 
     def unpack(self, states: np.ndarray) -> list:
@@ -591,6 +610,22 @@ class _Search:
             heapq.heappush(self.heap, (low_i, next(self.counter), states[i], pick))
         return None
 
+    def run(self, max_branches: int, batch: int, until: int | None = None) -> np.ndarray | None:
+        """Split the ``batch`` worst open branches at a time until none is left, the deadline,
+        ``max_branches`` or ``stop`` (set by another worker), or ``until`` open branches; a
+        witness if found."""
+        heap = self.heap
+        while heap and (until is None or len(heap) < until):
+            if time.perf_counter() > self.deadline or self.n >= max_branches or self.stop.is_set():
+                return None
+            took = [heapq.heappop(heap) for _ in range(min(batch, len(heap)))]
+            picks = np.array([t[3] for t in took])
+            w = self.expand(self.children(np.stack([t[2] for t in took]), picks),
+                            np.repeat([t[0] for t in took], 2), int(picks[:, 0].min()) + 1)  # fmt: skip
+            if w is not None:
+                return w
+        return None
+
     def leaf(self, ls: list[np.ndarray], us: list[np.ndarray],
              low: float) -> tuple[np.ndarray | None, float, tuple[int, int, int] | None]:  # fmt: skip
         """A branch with no hidden neuron left to split: the LP over every layer bounds it and
@@ -625,37 +660,97 @@ class _Search:
 
 def prove_margin(
     bounds: LayeredBounds, label: int, other: int, threshold: int, deadline: float, violated: Any,
-    max_branches: int = 200_000, leaf_s: float = 10.0, batch: int = BATCH,
+    max_branches: int = 200_000, leaf_s: float = 10.0, batch: int = BATCH, workers: int = 1,
 ) -> tuple[str, np.ndarray | None, int]:  # fmt: skip
     """Branch and bound on ``y[label] - y[other] >= threshold`` over the box.
 
     The ``batch`` worst branches are split at a time and their children bounded together
-    (the tree does not depend on the order: each branch's bound is its own). Returns
-    ``("proved" | "violated" | "open", witness, branches)``; a witness is an input whose
-    output ``violated`` (the property's own check on reference outputs) confirms.
+    (the tree does not depend on the order: each branch's bound is its own). With ``workers``
+    > 1 the open branches are dealt to that many forked processes once there are enough of
+    them (:func:`_in_parallel`). Returns ``("proved" | "violated" | "open", witness,
+    branches)``; a witness is an input whose output ``violated`` (the property's own check on
+    reference outputs) confirms.
     """
     search = _Search(bounds, label, other, threshold, violated, leaf_s, deadline)
     ls, us = bounds.root
     cold = np.zeros((1, len(bounds.H)))
     root = search.pack([a[None] for a in ls], [a[None] for a in us], cold, cold, np.zeros(1))
     w = search.expand(root, np.array([-np.inf]), len(bounds.layers))
-    heap = search.heap
-    while w is None and heap:
-        if time.perf_counter() > deadline or search.n >= max_branches:
-            return "open", None, search.n
-        took = [heapq.heappop(heap) for _ in range(min(batch, len(heap)))]
-        picks = np.array([t[3] for t in took])
-        w = search.expand(search.children(np.stack([t[2] for t in took]), picks),
-                          np.repeat([t[0] for t in took], 2), int(picks[:, 0].min()) + 1)  # fmt: skip
+    if w is None and workers > 1:
+        w = search.run(max_branches, batch, until=2 * workers * batch)
+        if w is None and len(search.heap) >= workers * batch:
+            return _in_parallel(search, workers, max_branches, batch)
+    if w is None:
+        w = search.run(max_branches, batch)
     if w is not None:
         return "violated", w, search.n
-    return ("open" if search.stuck else "proved"), None, search.n
+    return ("open" if search.stuck or search.heap else "proved"), None, search.n
+
+
+def _in_parallel(
+    search: _Search, workers: int, max_branches: int, batch: int
+) -> tuple[str, np.ndarray | None, int]:
+    """Go on with ``search``'s open branches in ``workers`` forked processes, dealt round robin
+    from the worst bound down (so each gets its share of the hard ones); a witness from one
+    stops the others. Forked, not spawned: the children inherit the bounds and the property's
+    check as they are, nothing is pickled but the results."""
+    ctx = mp.get_context("fork")
+    results, stop = ctx.Queue(), ctx.Event()
+    heap = sorted(search.heap)
+    procs = []
+    for i in range(workers):
+        search.heap = heap[i::workers]
+        procs.append(
+            ctx.Process(
+                target=_work, args=(search, max_branches // workers, batch, results, stop), daemon=True
+            )
+        )
+        procs[-1].start()
+    got: list[tuple] = []
+    try:
+        while len(got) < workers:
+            try:
+                got.append(results.get(timeout=0.5))
+            except queue.Empty:
+                dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                if dead and results.empty():
+                    raise RuntimeError(
+                        f"a branch-and-bound worker process died (exit code {dead[0]})"
+                    ) from None
+                continue
+            if got[-1][0] == "error":
+                raise RuntimeError(f"a branch-and-bound worker failed: {got[-1][1]}")
+            if got[-1][0] == "violated":
+                stop.set()
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(5)
+            if p.is_alive():
+                p.terminate()
+    n = search.n + sum(g[2] for g in got)
+    hit = [g for g in got if g[0] == "violated"]
+    if hit:
+        return "violated", hit[0][1], n
+    return ("open" if any(g[0] == "open" for g in got) else "proved"), None, n
+
+
+def _work(search: _Search, max_branches: int, batch: int, results: Any, stop: Any) -> None:
+    """One worker process of :func:`_in_parallel`: its part of the tree, to the end or the deadline."""
+    try:
+        search.n, search.stop = 0, stop
+        w = search.run(max_branches, batch)
+        verdict = "violated" if w is not None else "open" if search.stuck or search.heap else "proved"
+        results.put((verdict, w, search.n))
+    except Exception as e:  # noqa: BLE001 -- reported to the parent, which raises it
+        results.put(("error", f"{type(e).__name__}: {e}", 0))
 
 
 def prove_robustness(net: Any, dtypes: dict[str, np.dtype], interval: dict[str, Bounds], lo: np.ndarray,
-                     hi: np.ndarray, label: int, classes: list[int], deadline: float,
-                     violated: Any) -> tuple[set[int], np.ndarray | None, dict[str, Any]] | None:  # fmt: skip
-    """Branch and bound on each class that may beat ``label`` in the box (the easiest first).
+                     hi: np.ndarray, label: int, classes: list[int], deadline: float, violated: Any,
+                     workers: int = 1) -> tuple[set[int], np.ndarray | None, dict[str, Any]] | None:  # fmt: skip
+    """Branch and bound on each class that may beat ``label`` in the box (the easiest first),
+    each on ``workers`` processes.
 
     Returns the classes proved unable to win, a witness input (or None) and stats; None when
     the graph is not MLP-shaped or too wide to tabulate. Ties go to the lower index, as in
@@ -677,7 +772,8 @@ def prove_robustness(net: Any, dtypes: dict[str, np.dtype], interval: dict[str, 
         if now >= deadline:
             break
         share = now + (deadline - now) / (len(order) - n)
-        verdict, x, branches = prove_margin(bounds, label, j, 1 if j < label else 0, share, violated)
+        verdict, x, branches = prove_margin(bounds, label, j, 1 if j < label else 0, share, violated,
+                                            workers=workers)  # fmt: skip
         stats["bab_branches"] += branches
         if verdict == "violated":
             return proved, x, stats

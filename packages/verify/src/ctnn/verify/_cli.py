@@ -1,6 +1,6 @@
 """``ctnn-verify``: verification queries from the command line.
 
-ctnn-verify robustness model.onnx --input codes.npy --eps 2 [--sample-index 7] [--json out.json]
+ctnn-verify robustness model.onnx --input codes.npy --eps 2 [--sample-index 7] [--workers 2] [--json out.json]
 (and ``targeted``, ``bias``, ``equivalence``, ``float-gap``: see :mod:`._cli_properties`;
 ``vnnlib``: :mod:`._cli_vnnlib`)
 """
@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--encoding", choices=ENCODINGS, default="optimized")
     r.add_argument("--solver", choices=("auto", "z3", "bitwuzla"), default="auto", help="SMT backend")
     r.add_argument("--no-attack", action="store_true", help="skip the attack: interval pass, then SMT")
+    r.add_argument("--workers", type=int, default=1,
+                   help="processes for branch and bound (default 1; POSIX: forked)")  # fmt: skip
     r.add_argument("--input-range", type=int, nargs=2, metavar=("LO", "HI"), default=None,
                    help="input code range (default: the sidecar's, else the input dtype's)")  # fmt: skip
     r.add_argument("--json", type=Path, default=None, help="write the result as JSON here")
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         res = verify_robustness(
             args.model, x, args.eps, label=args.label, timeout_s=args.timeout, attack=not args.no_attack,
             input_range=tuple(args.input_range) if args.input_range else None, encoding=args.encoding,
-            solver=args.solver,
+            solver=args.solver, workers=args.workers,
         )  # fmt: skip
     except (VerifyError, DialectError, FileNotFoundError) as exc:
         print(f"ctnn-verify: error: {exc}", file=sys.stderr)
