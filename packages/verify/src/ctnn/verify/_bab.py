@@ -465,7 +465,7 @@ def _pick(bounds: LayeredBounds, coeffs: list[np.ndarray], rels: list[Rel], ls: 
     is nil, the widest gap over the interval scores (BaBSR-like); it also breaks ties. The gap at the
     point, not the widest, measured on five hard MNIST classes: 1.0-3.4x fewer branches
     (10435 -> 3081, 30347 -> 15975, 5005 -> 3391; one 1363 -> 1431), and image 23 at ε = 4
-    class 3 proved in 19,000 branches, 22 s, where the widest gap took over 50 s.
+    class 3 proved in 19,000 branches, 15 s, where the widest gap took over 50 s.
 
     From the first layer while it has any: its splits are halfspaces of the inputs, which
     :func:`split_dual` enforces, so they pay off further down the tree than a deeper split
