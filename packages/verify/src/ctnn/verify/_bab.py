@@ -471,7 +471,7 @@ def _pick(bounds: LayeredBounds, coeffs: list[np.ndarray], rels: list[Rel], ls: 
     :func:`split_dual` enforces, so they pay off further down the tree than a deeper split
     that only narrows one interval (measured on the MNIST queries: several classes open after
     15 s with deeper splits first are proved in under 6 s; with the gap at the point, deeper
-    splits whenever they score higher left two of those open at 60 s). Output neurons are left
+    splits whenever they score higher left three of four classes open at 60 s). Output neurons are left
     to the LP: split alone, they make branches no input reaches. One cheap score rather than
     bounding the children of a few candidates (filtered smart branching): on four hard MNIST
     classes, three candidates per branch took 2.0-2.4x longer to prove each, with fewer branches.

@@ -399,15 +399,11 @@ def verify_robustness(
     True
     """
     t0 = time.perf_counter()
-    q, eps_out = _robustness_query(model, x_codes, eps, label, input_range)
-    return _decide(q, eps=eps_out, timeout_s=timeout_s, attack=attack, interval=interval, encoding=encoding,
-                   seed=seed, t0=t0, solver=solver, bab=BAB_SHARE if bab else 0.0, workers=_workers(workers))  # fmt: skip
-
-
-def _workers(workers: Any) -> int:
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise VerifyError(f"workers must be a positive integer, got {workers!r}")
-    return int(workers)
+    q, eps_out = _robustness_query(model, x_codes, eps, label, input_range)
+    return _decide(q, eps=eps_out, timeout_s=timeout_s, attack=attack, interval=interval, encoding=encoding,
+                   seed=seed, t0=t0, solver=solver, bab=BAB_SHARE if bab else 0.0, workers=int(workers))  # fmt: skip
 
 
 def to_smtlib(
