@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import time
 
 import numpy as np
 import pytest
@@ -176,8 +178,30 @@ def test_a_failing_worker_is_an_error_in_the_parent():
         bab._in_parallel(_open_search(lb, violated), 2, 1000, 1)
 
 
-def _open_search(lb, violated):
-    search = bab._Search(lb, 0, 1, 10**6, violated, 1.0, 1e18)  # a margin no network reaches: all open
+def test_a_witness_from_one_worker_stops_the_others():
+    """Only the first worker to check an output "finds" a witness; the other, which never would,
+    must stop too instead of running to its deadline."""
+    net, layers, dtypes, bounds, xlo, xhi, samples = _setup(1, sizes=(6, 10, 8, 4), eps=3)
+    lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
+    parent, finder = os.getpid(), multiprocessing.get_context("fork").Value("i", 0)
+
+    def violated(y):
+        if os.getpid() == parent:
+            return np.zeros(len(y), bool)
+        with finder.get_lock():
+            if finder.value == 0:
+                finder.value = os.getpid()
+        return np.full(len(y), finder.value == os.getpid())
+
+    search = _open_search(lb, violated, deadline=time.perf_counter() + 300)
+    t = time.perf_counter()
+    verdict, x, n = bab._in_parallel(search, 2, 10**9, 1)
+    assert verdict == "violated" and x is not None and len(x) == len(xlo)
+    assert time.perf_counter() - t < 60  # the other worker's deadline was 300 s away
+
+
+def _open_search(lb, violated, deadline=1e18):
+    search = bab._Search(lb, 0, 1, 10**6, violated, 1.0, deadline)  # a margin no network reaches: all open
     ls, us = lb.root
     cold = np.zeros((1, len(lb.H)))
     search.expand(search.pack([a[None] for a in ls], [a[None] for a in us], cold, cold, np.zeros(1)),
