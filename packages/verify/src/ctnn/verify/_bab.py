@@ -21,6 +21,7 @@ import heapq
 import itertools
 import multiprocessing as mp
 import queue
+import threading
 import time
 from typing import Any
 
@@ -266,20 +267,18 @@ class LayeredBounds:
         return rels, alive
 
     # -- evaluation ---------------------------------------------------------------------------
-    def accumulators(self, xs: np.ndarray) -> list[np.ndarray]:
-        """Every layer's accumulators for input codes ``xs [B, F]``."""
+    def run(self, xs: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """Every layer's accumulators and the graph's output codes for input codes ``xs [B, F]``
+        (the reference's own ops)."""
         a, zs = np.asarray(xs, np.float64), []
         for layer in self.layers:
             zs.append(np.rint(a @ layer.W + layer.b))
             a = evaluate_chain(layer, self.consts, zs[-1], layer.acc_dtype)
-        return zs
+        return zs, a.astype(np.int64)
 
     def forward(self, xs: np.ndarray) -> np.ndarray:
-        """The graph's output codes for input codes ``xs [B, F]`` (the reference's own ops)."""
-        a = np.asarray(xs, np.float64)
-        for layer in self.layers:
-            a = evaluate_chain(layer, self.consts, np.rint(a @ layer.W + layer.b), layer.acc_dtype)
-        return a.astype(np.int64)
+        """The graph's output codes for input codes ``xs [B, F]``."""
+        return self.run(xs)[1]
 
 
 def box_min(lam: np.ndarray, const: Any, xlo: np.ndarray, xhi: np.ndarray) -> Any:
@@ -514,14 +513,6 @@ def _lp_pick(bounds: LayeredBounds, lp_layers: list, ls: list[np.ndarray],
     return pick
 
 
-class _Never:
-    """A stop flag that is never set: a search in one process."""
-
-    @staticmethod
-    def is_set() -> bool:
-        return False
-
-
 #: parents expanded per bounding call: their children are bounded together, as one batch
 BATCH = 64
 
@@ -545,7 +536,7 @@ class _Search:
         self.heap: list = []
         self.counter = itertools.count()
         self.stuck = False
-        self.stop: Any = _Never()
+        self.stop: Any = threading.Event()  # set by another worker that found a witness
         self.n = 0
 
     def unpack(self, states: np.ndarray) -> list:
@@ -612,13 +603,14 @@ class _Search:
         lam = lam[keep]
         lam_b = lam + np.where(alt[keep, None], beta_d[keep], beta_m[keep]) @ b.H
         corners = np.where(np.concatenate([lam, lam_b]) > 0, b.xlo, b.xhi)
-        hit = self.violated(b.forward(corners))
+        zs, outs = b.run(corners)
+        hit = self.violated(outs)
         if hit.any():
             return corners[int(np.argmax(hit))]
         ls, us, low = [a[keep] for a in ls], [a[keep] for a in us], low[keep]
         rels = [tuple(a[keep] for a in r) for r in rels]
-        zs = b.accumulators(corners[: len(keep)])  # at the bound's own minimizing corner
-        picks = _pick(b, [a[keep] for a in coeffs], rels, ls, us, zs)
+        # scored at the bound's own minimizing corner (the first half)
+        picks = _pick(b, [a[keep] for a in coeffs], rels, ls, us, [z[: len(keep)] for z in zs])
         flat = picks[:, 0] < 0
         if flat.any():
             picks[flat] = _pick(b, [c[keep][flat] for c in d_coeffs], [tuple(a[flat] for a in r) for r in rels],
@@ -650,6 +642,12 @@ class _Search:
             if w is not None:
                 return w
         return None
+
+    def verdict(self, witness: np.ndarray | None) -> str:
+        """Where the search stands: a witness, open branches (or leaves the solver left open), or none."""
+        if witness is not None:
+            return "violated"
+        return "open" if self.stuck or self.heap else "proved"
 
     def leaf(self, ls: list[np.ndarray], us: list[np.ndarray],
              low: float) -> tuple[np.ndarray | None, float, tuple[int, int, int] | None]:  # fmt: skip
@@ -707,9 +705,7 @@ def prove_margin(
             return _in_parallel(search, workers, max_branches, batch)
     if w is None:
         w = search.run(max_branches, batch)
-    if w is not None:
-        return "violated", w, search.n
-    return ("open" if search.stuck or search.heap else "proved"), None, search.n
+    return search.verdict(w), w, search.n
 
 
 def _in_parallel(
@@ -765,8 +761,7 @@ def _work(search: _Search, max_branches: int, batch: int, results: Any, stop: An
     try:
         search.n, search.stop = 0, stop
         w = search.run(max_branches, batch)
-        verdict = "violated" if w is not None else "open" if search.stuck or search.heap else "proved"
-        results.put((verdict, w, search.n))
+        results.put((search.verdict(w), w, search.n))
     except Exception as e:  # noqa: BLE001 -- reported to the parent, which raises it
         results.put(("error", f"{type(e).__name__}: {e}", 0))
 
