@@ -238,6 +238,44 @@ def test_step_margin_is_the_exact_least_difference_of_the_output_steps(seed):
     assert checked
 
 
+def test_children_lose_no_input_their_parent_reaches():
+    narrowed = dropped = 0
+    for seed in range(6):
+        net, layers, _, bounds, xlo, xhi, _ = _setup(seed, sizes=(4, 6, 5, 3), eps=2)
+        lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
+        search = bab._Search(lb, 0, 1, 0, LocalRobustness(0).violated, 1.0, 1e18)
+        grid = np.stack(np.meshgrid(*[np.arange(a, b + 1) for a, b in zip(xlo, xhi)]), -1).reshape(-1, len(xlo))
+        z = lb.run(grid)[0][0]  # every input's first-layer accumulators
+        rng = np.random.default_rng(seed)
+        P = 40
+        ls, us = ([np.repeat(a[None], P, 0) for a in side] for side in lb.root)
+        picks = np.zeros((P, 3), np.int64)
+        for p in range(P):  # a parent: a few random first-layer splits, then a neuron to split
+            for i in rng.choice(len(ls[0][p]), size=3, replace=False):
+                cut = rng.integers(ls[0][p, i], us[0][p, i] + 1)
+                if rng.random() < 0.5:
+                    us[0][p, i] = cut
+                else:
+                    ls[0][p, i] = cut
+            i = int(rng.integers(len(ls[0][p])))
+            picks[p] = 0, i, rng.integers(ls[0][p, i], max(us[0][p, i], ls[0][p, i] + 1))
+        cold = np.zeros((P, len(lb.H)))
+        states = search.pack(ls, us, cold, cold, np.zeros(P))
+        kids, reach = search.children(states, picks)
+        kls, kus, *_ = search.unpack(kids)
+        for c in range(2 * P):
+            p, i, m = c // 2, picks[c // 2, 1], picks[c // 2, 2]
+            side = z[:, i] <= m if c % 2 == 0 else z[:, i] > m
+            inside = side & np.all((ls[0][p] <= z) & (z <= us[0][p]), axis=1)
+            if not reach[c]:
+                assert not inside.any()  # only a child no input reaches is dropped
+                dropped += 1
+                continue
+            assert np.all((kls[0][c] <= z[inside]) & (z[inside] <= kus[0][c]))
+            narrowed += int(kus[0][c, i] - kls[0][c, i] < (m - ls[0][p, i] if c % 2 == 0 else us[0][p, i] - m - 1))
+    assert narrowed and dropped  # the parents' splits do cut their children here
+
+
 def test_split_dual_is_sound_from_any_warm_start():
     rng = np.random.default_rng(0)
     n, m, B = 6, 4, 30
