@@ -176,16 +176,25 @@ def _med(ts: list[float]) -> str:
     return f"{statistics.median(ts):.2f}" if ts else "–"
 
 
-def _workers_line(q: dict) -> str:
-    """The summary's sentence on the timeouts re-run on both cores, if they were."""
+def _redone(q: dict, runs: list[dict]) -> tuple[dict, int]:
+    """The mnist suite's timeouts as the mnist-workers suite ran them again (rows of an older
+    mnist run's timeouts that the current one decided are left out), and its ``workers``."""
     w = _rows(q, "mnist-workers/mnist/")
     m = _rows(q, "mnist/mnist/")
-    redone = [k for k in w if m.get(k, {}).get("verdict") == "unknown"]
+    workers = next((r.get("workers", 2) for r in reversed(runs) if r["suite"] == "mnist-workers"), 2)
+    return {k: v for k, v in w.items() if m.get(k, {}).get("verdict") == "unknown"}, workers
+
+
+def _workers_line(q: dict, runs: list[dict]) -> str:
+    """The summary's sentence on the timeouts re-run on several cores, if they were."""
+    redone, workers = _redone(q, runs)
     if not redone:
         return ""
-    left = sum(m[k]["verdict"] == "unknown" for k in m) - sum(w[k]["verdict"] != "unknown" for k in redone)
-    return (f" Run again one at a time on both cores (`workers=2`), {len(redone) - sum(w[k]['verdict'] == 'unknown' for k in redone)} "
-            f"of those {len(redone)} are decided: **{left} timeouts** with two cores per query.")  # fmt: skip
+    m = _rows(q, "mnist/mnist/")
+    decided = sum(v["verdict"] != "unknown" for v in redone.values())
+    left = sum(v["verdict"] == "unknown" for v in m.values()) - decided
+    return (f" Run again one at a time with `workers={workers}`, {decided} of those {len(redone)} are decided: "
+            f"**{left} timeouts** with {workers} cores per query.")  # fmt: skip
 
 
 def render(data: dict) -> str:
@@ -212,7 +221,7 @@ def render(data: dict) -> str:
             f"{by['attack']}, branch and bound on backward bounds: {by['bab']}, the solver: {by['smt']} "
             f"({solver_decided} with solver calls). A timeout is a query where branch and bound left a class "
             f"open in its share of the time ({BAB_SHARE:.0%} of what the interval pass and the attack leave) "
-            f"and the solver did not finish the rest in the other {1 - BAB_SHARE:.0%}." + _workers_line(q),
+            f"and the solver did not finish the rest in the other {1 - BAB_SHARE:.0%}." + _workers_line(q, runs),
             "- Optimized vs naive: two tables below. *The whole verifier vs the naive encoding* is the "
             "issue's target (≥ 100× faster median on the MNIST queries): the default stages against the "
             "encoding with every optimisation off. *Optimized vs naive encoding* isolates the SMT encoding "
@@ -254,12 +263,13 @@ def render(data: dict) -> str:
     if same:
         out += ["", "On the images the AAAI'21 tool's numbers cover, timeouts here: " + ", ".join(same) + "."]
 
-    w = _rows(q, "mnist-workers/mnist/")
+    w, workers = _redone(q, runs)
     if w:
-        out += ["", "### The timeouts again, one query at a time on both cores", "",
-                "Each query the table above left open, run again alone with `workers=2`: branch and bound's "
-                "open branches dealt to two forked processes (`verify_robustness(..., workers=2)`), the same "
-                "60 s of wall clock. The table above ran two queries at once, one per core.", "",
+        out += ["", "### The timeouts again, one query at a time on several cores", "",
+                f"Each query the table above left open, run again alone with `workers={workers}`: branch and "
+                f"bound's open branches dealt to {workers} forked processes (`verify_robustness(..., "
+                f"workers={workers})`), the same 60 s of wall clock. The table above ran two queries at once, "
+                "one per core.", "",
                 "| ε | timeouts above | robust | vulnerable | still timeout | median s |", "|---|---|---|---|---|---|"]  # fmt: skip
         for eps in sorted({int(k.split("/")[1]) for k in w}):
             rs = [v for k, v in w.items() if int(k.split("/")[1]) == eps]
@@ -429,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
             data["runs"].append({"suite": s, "eps": args.eps, "samples": args.samples, "timeout": args.timeout,
                                  "solver": args.solver, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                  "machine": f"{platform.machine()}, {platform.python_version()}", "load": round(os.getloadavg()[0], 1), "cpus": os.cpu_count(),
-                                 "note": f"workers={args.workers}, one query at a time" if s == "mnist-workers" else ""})  # fmt: skip
+                                 "note": f"workers={args.workers}, one query at a time" if s == "mnist-workers" else "",
+                                 **({"workers": args.workers} if s == "mnist-workers" else {})})  # fmt: skip
             run_suite(s, args, data)
             _save(args.out, data)
     if args.render:
