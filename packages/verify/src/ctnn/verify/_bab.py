@@ -583,10 +583,9 @@ class _Search:
         margin's multipliers missed them: an empty set's certificate needs several multipliers at
         once, and from zero each one alone lowers the bound. On the neuron's own weights one row
         at a time finds about half (of 40 open branches sampled on one class, 14 empty against
-        28 before). With it, five
-        hard classes took 1.8-2.5x fewer branches and 1.4-1.9x less time, and two classes open
-        at 60 s were proved (in 20 and 44 s). An LP per child instead (HiGHS, ~2 ms each): up to
-        half the branches, 1.6-5.4x the time.
+        28 before). With it, five hard classes took 1.8-2.5x fewer branches and 1.4-1.9x less
+        time, and two classes open at 60 s were proved (in 20 and 44 s). An LP per child instead
+        (HiGHS, ~2 ms each): up to half the branches, 1.6-5.4x the time.
         """
         b = self.b
         ls, us, *_ = self.unpack(parents)
