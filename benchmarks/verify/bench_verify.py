@@ -185,12 +185,11 @@ def _redone(q: dict, runs: list[dict]) -> tuple[dict, int]:
     return {k: v for k, v in w.items() if m.get(k, {}).get("verdict") == "unknown"}, workers
 
 
-def _workers_line(q: dict, runs: list[dict]) -> str:
-    """The summary's sentence on the timeouts re-run on several cores, if they were."""
-    redone, workers = _redone(q, runs)
+def _workers_line(m: dict, redone: dict, workers: int) -> str:
+    """The summary's sentence on the mnist suite's timeouts (``m`` its rows) re-run on several
+    cores (:func:`_redone`), if they were."""
     if not redone:
         return ""
-    m = _rows(q, "mnist/mnist/")
     decided = sum(v["verdict"] != "unknown" for v in redone.values())
     left = sum(v["verdict"] == "unknown" for v in m.values()) - decided
     return (f" Run again one at a time with `workers={workers}`, {decided} of those {len(redone)} are decided: "
@@ -208,6 +207,7 @@ def render(data: dict) -> str:
 
     # MNIST
     m = _rows(q, "mnist/mnist/")
+    w, workers = _redone(q, runs)
     queried = [v for v in m.values() if v["verdict"] != "misclassified"]
     n_to = sum(v["verdict"] == "unknown" for v in queried)
     solver_decided = sum(v.get("method") == "smt" and v["verdict"] != "unknown" and v.get("solver_calls")
@@ -221,7 +221,7 @@ def render(data: dict) -> str:
             f"{by['attack']}, branch and bound on backward bounds: {by['bab']}, the solver: {by['smt']} "
             f"({solver_decided} with solver calls). A timeout is a query where branch and bound left a class "
             f"open in its share of the time ({BAB_SHARE:.0%} of what the interval pass and the attack leave) "
-            f"and the solver did not finish the rest in the other {1 - BAB_SHARE:.0%}." + _workers_line(q, runs),
+            f"and the solver did not finish the rest in the other {1 - BAB_SHARE:.0%}." + _workers_line(m, w, workers),
             "- Optimized vs naive: two tables below. *The whole verifier vs the naive encoding* is the "
             "issue's target (≥ 100× faster median on the MNIST queries): the default stages against the "
             "encoding with every optimisation off. *Optimized vs naive encoding* isolates the SMT encoding "
@@ -263,7 +263,6 @@ def render(data: dict) -> str:
     if same:
         out += ["", "On the images the AAAI'21 tool's numbers cover, timeouts here: " + ", ".join(same) + "."]
 
-    w, workers = _redone(q, runs)
     if w:
         out += ["", "### The timeouts again, one query at a time on several cores", "",
                 f"Each query the table above left open, run again alone with `workers={workers}`: branch and "
@@ -439,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             data["runs"].append({"suite": s, "eps": args.eps, "samples": args.samples, "timeout": args.timeout,
                                  "solver": args.solver, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                  "machine": f"{platform.machine()}, {platform.python_version()}", "load": round(os.getloadavg()[0], 1), "cpus": os.cpu_count(),
-                                 "note": f"workers={args.workers}, one query at a time" if s == "mnist-workers" else "",
+                                 "note": "one query at a time" if s == "mnist-workers" else "",
                                  **({"workers": args.workers} if s == "mnist-workers" else {})})  # fmt: skip
             run_suite(s, args, data)
             _save(args.out, data)
