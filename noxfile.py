@@ -154,4 +154,6 @@ def bench_verify(session: nox.Session) -> None:
     session.install(*C, TORCH)
     session.install(*C, "-e", "./packages/models[data]", "-e", "./packages/quant[torch]",
                     "-e", "./packages/verify[bitwuzla]", "scikit-learn")  # fmt: skip
-    session.run("python", "benchmarks/verify/bench_verify.py", *(session.posargs or ["--suite", "all", "--render"]))
+    session.run(
+        "python", "benchmarks/verify/bench_verify.py", *(session.posargs or ["--suite", "all", "--render"])
+    )

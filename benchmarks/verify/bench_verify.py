@@ -393,9 +393,12 @@ def render(data: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
+        note = r.get("note", "")
+        if "workers" in r and "workers=" not in note:  # older records wrote it into the note
+            note = f"workers={r['workers']}, {note}"
         out.append(
             f"| {r['suite']} | {r['eps']} | {r['samples']} | {r['timeout']} | {r['solver']} | {r['date']} "
-            f"| {r.get('load', '?')} / {r.get('cpus', '?')} | {r.get('note', '')} |"
+            f"| {r.get('load', '?')} / {r.get('cpus', '?')} | {note} |"
         )
     return "\n".join(out) + "\n"
 

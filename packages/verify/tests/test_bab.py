@@ -244,7 +244,9 @@ def test_children_lose_no_input_their_parent_reaches():
         net, layers, _, bounds, xlo, xhi, _ = _setup(seed, sizes=(4, 6, 5, 3), eps=2)
         lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
         search = bab._Search(lb, 0, 1, 0, LocalRobustness(0).violated, 1.0, 1e18)
-        grid = np.stack(np.meshgrid(*[np.arange(a, b + 1) for a, b in zip(xlo, xhi)]), -1).reshape(-1, len(xlo))
+        grid = np.stack(np.meshgrid(*[np.arange(a, b + 1) for a, b in zip(xlo, xhi)]), -1).reshape(
+            -1, len(xlo)
+        )
         z = lb.run(grid)[0][0]  # every input's first-layer accumulators
         rng = np.random.default_rng(seed)
         P = 40
@@ -272,8 +274,34 @@ def test_children_lose_no_input_their_parent_reaches():
                 dropped += 1
                 continue
             assert np.all((kls[0][c] <= z[inside]) & (z[inside] <= kus[0][c]))
-            narrowed += int(kus[0][c, i] - kls[0][c, i] < (m - ls[0][p, i] if c % 2 == 0 else us[0][p, i] - m - 1))
+            narrowed += int(
+                kus[0][c, i] - kls[0][c, i] < (m - ls[0][p, i] if c % 2 == 0 else us[0][p, i] - m - 1)
+            )
     assert narrowed and dropped  # the parents' splits do cut their children here
+
+
+def test_split_dual_step_is_the_exact_maximizer():
+    # one binding row, one sweep from zero: the bound is the best over all its breakpoints
+    # (F spans several of the walk's blocks of 16, and not a whole number of them)
+    rng = np.random.default_rng(1)
+    B, F = 40, 53
+    H = rng.integers(-31, 32, size=(1, F)).astype(float)
+    lam = rng.normal(size=(B, F)) * 10
+    xlo, xhi = np.full(F, -3.0), np.full(F, 4.0)
+    h = rng.integers(-60, 60, size=(B, 1)).astype(float)
+    low, _ = split_dual(lam, np.zeros(B), H, h, np.ones((B, 1), bool), xlo, xhi, None, 1)
+    moved = 0
+    for i in range(B):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = -lam[i] / H[0]
+        cands = np.r_[0.0, t[np.isfinite(t) & (t > 0)]]
+        best = max(box_min(lam[i] + c * H[0], -c * h[i, 0], xlo, xhi) for c in cands)
+        if not np.isfinite(low[i]):  # the row misses the box: nothing of it is feasible
+            assert (H[0] * np.where(H[0] > 0, xlo, xhi)).sum() > h[i, 0]
+            continue
+        assert low[i] == pytest.approx(best, rel=1e-5, abs=1e-4)
+        moved += best > box_min(lam[i], 0.0, xlo, xhi) + 1e-6
+    assert moved > B // 4  # most rows do bind
 
 
 def test_split_dual_is_sound_from_any_warm_start():

@@ -363,18 +363,20 @@ def split_dual(lam: np.ndarray, const: np.ndarray, H: np.ndarray, h: np.ndarray,
                 wp = np.zeros((n, nb * blk), np.float32)
                 wp[:, :F] = w
                 csum = np.cumsum(wp.reshape(n, nb, blk).sum(2), 1)
-                reach = csum[:, -1] >= m_d0
+                met = csum[:, -1] >= m_d0  # the slope turns <= 0 somewhere
                 jb = np.argmax(csum >= m_d0[:, None], 1)
                 rows = np.arange(n)
                 before = np.where(jb > 0, csum[rows, jb - 1], 0.0)
                 inner = before[:, None] + np.cumsum(wp.reshape(n, nb, blk)[rows, jb], 1)
                 j = np.minimum(jb * blk + np.argmax(inner >= m_d0[:, None], 1), F - 1)
                 n_flip = flip.sum(1)
-                best = np.where(reach, t[rows, j], np.where(n_flip > 0, t[rows, np.maximum(n_flip - 1, 0)], m_b))
-                misses = ~reach & (m_d0 - csum[:, -1] > 1e-6)  # the bound grows without limit
+                best = np.where(
+                    met, t[rows, j], np.where(n_flip > 0, t[rows, np.maximum(n_flip - 1, 0)], m_b)
+                )
+                misses = ~met & (m_d0 - csum[:, -1] > 1e-6)  # the bound grows without limit
                 if misses.any():  # exactly (integer sums in float64): no input of the box meets row s
-                    H_m = H[m_s[misses]]
-                    misses[misses] = (H_m * np.where(H_m > 0, xlo, xhi)).sum(1) - h[m_r[misses], m_s[misses]] > 0
+                    H_m, h_m = H[m_s[misses]], h[m_r[misses], m_s[misses]]
+                    misses[misses] = (H_m * np.where(H_m > 0, xlo, xhi)).sum(1) - h_m > 0
                 best = np.where(misses, m_b, best)
                 empty[m_r[misses]] = True
                 new[move] = best
@@ -702,7 +704,9 @@ class _Search:
             kids, reach = self.children(np.stack([t[2] for t in took]), picks)
             if not reach.any():
                 continue
-            w = self.expand(kids[reach], np.repeat([t[0] for t in took], 2)[reach], int(picks[:, 0].min()) + 1)
+            w = self.expand(
+                kids[reach], np.repeat([t[0] for t in took], 2)[reach], int(picks[:, 0].min()) + 1
+            )
             if w is not None:
                 return w
         return None
