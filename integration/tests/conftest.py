@@ -25,10 +25,40 @@ import pytest
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
-def free_port() -> int:
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports, from the kernel's ephemeral range (all held open while drawn)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def worker_port_range(width: int = 200) -> tuple[int, int]:
+    """A free block of ports just below the ephemeral range, so no port of ``free_ports`` can fall inside it.
+
+    Ray refuses to start when one of its named ports lies in the worker range; a block drawn
+    from the ephemeral range (as before) collided now and then.
+    """
+    lo = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = np.random.default_rng()
+    for _ in range(50):
+        start = int(rng.integers(max(1024, lo - 12000), lo - width - 1))
+        if all(_bindable(p) for p in range(start, start + width + 1)):
+            return start, start + width
+    raise RuntimeError(f"no free block of {width + 1} ports below {lo}")
 
 
 def _procs() -> dict[int, tuple[int, int]]:
@@ -92,17 +122,17 @@ class Cluster:
 def ray_cluster():
     """A 2-CPU Ray cluster with the dashboard, every port on a free loopback port, in a temp dir."""
     temp = Path(tempfile.mkdtemp(prefix="ctnnray", dir="/tmp"))  # short: Ray's unix sockets live here
-    dash = free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
-    ports = {"--port": free_port(), "--dashboard-port": dash, "--ray-client-server-port": free_port(),
-             "--node-manager-port": free_port(), "--object-manager-port": free_port(),
-             "--dashboard-agent-listen-port": free_port(), "--dashboard-agent-grpc-port": free_port(),
-             "--metrics-export-port": free_port(), "--runtime-env-agent-port": free_port()}  # fmt: skip
-    wlo = free_port() // 2 + 20000
+    names = ["--port", "--dashboard-port", "--ray-client-server-port", "--node-manager-port",
+             "--object-manager-port", "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
+             "--metrics-export-port", "--runtime-env-agent-port"]  # fmt: skip
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    dash = ports["--dashboard-port"]
+    wlo, whi = worker_port_range()
     cmd = [RAY, "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
            f"--temp-dir={temp}", "--num-cpus=2", "--object-store-memory=200000000", "--disable-usage-stats",
-           f"--min-worker-port={wlo}", f"--max-worker-port={wlo + 200}",
+           f"--min-worker-port={wlo}", f"--max-worker-port={whi}",
            *(f"{k}={v}" for k, v in ports.items())]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # fmt: skip
