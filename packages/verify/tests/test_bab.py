@@ -9,38 +9,18 @@ import time
 import numpy as np
 import pytest
 from scipy import sparse
-from verify_helpers import in_range
+from verify_helpers import layered_case
 
-from ctnn.quant import random_integer_mlp
 from ctnn.verify import _bab as bab
-from ctnn.verify._bab import LayeredBounds, box_min, leaf_witness, lp_min, prove_margin, split_dual
-from ctnn.verify._interval import interval_pass
-from ctnn.verify._layered import evaluate_chain, layers_of, tabulate_runs
-from ctnn.verify._network import Network
+from ctnn.verify._bab import LayeredBounds, box_min, lp_min, prove_margin, split_dual
+from ctnn.verify._cpsat import solve_margin
+from ctnn.verify._layered import evaluate_chain, tabulate_runs
 from ctnn.verify._properties import LocalRobustness
-
-
-def _setup(seed: int, sizes=(6, 8, 5, 4), eps: int = 3):
-    bits = 4
-    model = random_integer_mlp(list(sizes), weight_bits=4, act_bits=4, in_bits=bits, seed=seed).to_onnx()
-    lo, hi = in_range(bits)
-    net = Network(model, (lo, hi))
-    rng = np.random.default_rng(seed)
-    x0 = rng.integers(lo, hi + 1, size=sizes[0])
-    xlo, xhi = np.maximum(x0 - eps, lo), np.minimum(x0 + eps, hi)
-    env = net.reference(x0, keep=True)
-    dtypes = {k: np.asarray(v).dtype for k, v in env.items()}
-    box = {net.input_name: (xlo.reshape(net.sample_shape), xhi.reshape(net.sample_shape))}
-    bounds, _ = interval_pass(net.ref.nodes, net.ref.constants, dtypes, box, linear=False)
-    layers = layers_of(net, dtypes)
-    assert layers is not None and len(layers) == len(sizes) - 1
-    samples = rng.integers(xlo, xhi + 1, size=(400, sizes[0]))
-    return net, layers, dtypes, bounds, xlo, xhi, samples
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_step_function_lines_enclose_the_reference(seed):
-    net, layers, _, bounds, *_ = _setup(seed)
+    net, layers, _, bounds, *_ = layered_case(seed)
     rng = np.random.default_rng(seed)
     for layer in layers:
         b = bounds[layer.acc]
@@ -63,7 +43,7 @@ def test_step_function_lines_enclose_the_reference(seed):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_backward_bounds_hold_on_executions_and_beat_nothing_impossible(seed):
-    net, layers, _, bounds, xlo, xhi, samples = _setup(seed)
+    net, layers, _, bounds, xlo, xhi, samples = layered_case(seed)
     lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
     assert lb.ok
     env = net.ref.run({net.input_name: samples.astype(net.input_dtype)}, keep=True)
@@ -112,7 +92,7 @@ def test_lp_bound_is_sound_and_an_empty_set_is_certified():
 def test_branch_and_bound_verdicts_match_sampling_and_leaves_are_exact():
     found = set()
     for seed in range(6):
-        net, layers, dtypes, bounds, xlo, xhi, samples = _setup(seed, sizes=(4, 6, 5, 3), eps=2)
+        net, layers, dtypes, bounds, xlo, xhi, samples = layered_case(seed, sizes=(4, 6, 5, 3), eps=2)
         lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
         y = lb.forward(samples)
         label = int(np.argmax(lb.forward(((xlo + xhi) // 2)[None])[0]))
@@ -131,7 +111,7 @@ def test_branch_and_bound_verdicts_match_sampling_and_leaves_are_exact():
                 assert prop.violated(lb.forward(x[None]))[0]  # some class beats the label there
             # the exact leaf query on the root intervals agrees with sampling where sampling found a violation
             if margin.min() < thr:
-                r, w = leaf_witness(lb, *lb.root, label, other, thr, 30.0)
+                r, w = solve_margin(lb, *lb.root, label, other, thr, 30.0)
                 assert r == "sat"
                 out = lb.forward(w[None])[0]
                 assert out[label] - out[other] < thr
@@ -146,7 +126,7 @@ def test_branch_and_bound_on_forked_workers_builds_the_same_tree(monkeypatch):
     real = bab._in_parallel
     monkeypatch.setattr(bab, "_in_parallel", lambda *a, **k: forks.append(1) or real(*a, **k))
     for seed in range(6):
-        net, layers, dtypes, bounds, xlo, xhi, samples = _setup(seed, sizes=(6, 10, 8, 4), eps=3)
+        net, layers, dtypes, bounds, xlo, xhi, samples = layered_case(seed, sizes=(6, 10, 8, 4), eps=3)
         lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
         label = int(np.argmax(lb.forward(((xlo + xhi) // 2)[None])[0]))
         prop = LocalRobustness(label)
@@ -165,7 +145,7 @@ def test_branch_and_bound_on_forked_workers_builds_the_same_tree(monkeypatch):
 
 
 def test_a_failing_worker_is_an_error_in_the_parent():
-    net, layers, dtypes, bounds, xlo, xhi, samples = _setup(1, sizes=(6, 10, 8, 4), eps=3)
+    net, layers, dtypes, bounds, xlo, xhi, samples = layered_case(1, sizes=(6, 10, 8, 4), eps=3)
     lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
     parent = os.getpid()
 
@@ -181,7 +161,7 @@ def test_a_failing_worker_is_an_error_in_the_parent():
 def test_a_witness_from_one_worker_stops_the_others():
     """Only the first worker to check an output "finds" a witness; the other, which never would,
     must stop too instead of running to its deadline."""
-    net, layers, dtypes, bounds, xlo, xhi, samples = _setup(1, sizes=(6, 10, 8, 4), eps=3)
+    net, layers, dtypes, bounds, xlo, xhi, samples = layered_case(1, sizes=(6, 10, 8, 4), eps=3)
     lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
     parent, finder = os.getpid(), multiprocessing.get_context("fork").Value("i", 0)
 
@@ -213,7 +193,7 @@ def _open_search(lb, violated, deadline=1e18):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_step_margin_is_the_exact_least_difference_of_the_output_steps(seed):
-    net, layers, _, bounds, xlo, xhi, samples = _setup(seed)
+    net, layers, _, bounds, xlo, xhi, samples = layered_case(seed)
     lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
     ls, us = lb.root
     runs, out = lb.runs[-1], len(layers) - 1
@@ -241,7 +221,7 @@ def test_step_margin_is_the_exact_least_difference_of_the_output_steps(seed):
 def test_children_lose_no_input_their_parent_reaches():
     narrowed = dropped = 0
     for seed in range(6):
-        net, layers, _, bounds, xlo, xhi, _ = _setup(seed, sizes=(4, 6, 5, 3), eps=2)
+        net, layers, _, bounds, xlo, xhi, _ = layered_case(seed, sizes=(4, 6, 5, 3), eps=2)
         lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
         search = bab._Search(lb, 0, 1, 0, LocalRobustness(0).violated, 1.0, 1e18)
         grid = np.stack(np.meshgrid(*[np.arange(a, b + 1) for a, b in zip(xlo, xhi)]), -1).reshape(

@@ -8,7 +8,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ctnn.quant import ReferenceInterpreter, signed_range
+from ctnn.quant import ReferenceInterpreter, random_integer_mlp, signed_range
+from ctnn.verify._interval import interval_pass
+from ctnn.verify._layered import layers_of
+from ctnn.verify._network import Network
 
 
 def box_of(x0: np.ndarray, eps, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,3 +115,23 @@ def _model(nodes: list, name: str, n_in: int, n_out: int, inits: list = ()) -> o
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 9
     return m
+
+
+def layered_case(seed: int, sizes=(6, 8, 5, 4), eps: int = 3):
+    """A random 4-bit MLP of ``sizes`` around a random sample: the network, its layered view,
+    the reference's dtypes, the interval pass's bounds, the box and 400 random inputs in it."""
+    bits = 4
+    model = random_integer_mlp(list(sizes), weight_bits=4, act_bits=4, in_bits=bits, seed=seed).to_onnx()
+    lo, hi = in_range(bits)
+    net = Network(model, (lo, hi))
+    rng = np.random.default_rng(seed)
+    x0 = rng.integers(lo, hi + 1, size=sizes[0])
+    xlo, xhi = np.maximum(x0 - eps, lo), np.minimum(x0 + eps, hi)
+    env = net.reference(x0, keep=True)
+    dtypes = {k: np.asarray(v).dtype for k, v in env.items()}
+    box = {net.input_name: (xlo.reshape(net.sample_shape), xhi.reshape(net.sample_shape))}
+    bounds, _ = interval_pass(net.ref.nodes, net.ref.constants, dtypes, box, linear=False)
+    layers = layers_of(net, dtypes)
+    assert layers is not None and len(layers) == len(sizes) - 1
+    samples = rng.integers(xlo, xhi + 1, size=(400, sizes[0]))
+    return net, layers, dtypes, bounds, xlo, xhi, samples

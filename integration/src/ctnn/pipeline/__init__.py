@@ -19,7 +19,7 @@ from ._spec import CampaignSpec
 from ._store import ResultStore, query_key
 from ._sweep import stage_key, submit_sweep
 
-__version__ = "0.4.0"
+__version__ = "0.4.1"
 
 __all__ = [
     "PipelineConfig",

@@ -31,7 +31,13 @@ _ANALYSES = {
 
 
 #: ctnn-verify's ``method`` values in words.
-_METHODS = {"interval": "interval pass", "attack": "attack", "bab": "branch and bound", "smt": "SMT"}
+_METHODS = {
+    "interval": "interval pass",
+    "attack": "attack",
+    "bab": "branch and bound",
+    "cpsat": "CP-SAT",
+    "smt": "SMT",
+}
 
 #: How each deploy target is built and run.
 _TARGET_HOW = {
@@ -77,7 +83,8 @@ def _robustness(r: Report, run: Path, cfg: dict, results: list[dict]) -> None:
                          ", ".join(f"{_METHODS.get(k, k)}: {v}" for k, v in sorted(methods.items()))])  # fmt: skip
     r.study(robustness_vs_bits(results), png_path=run / "robustness_vs_bits.png", level=3)
     r.paragraph("How each query was decided: the interval pass (a cheap proof), the attack "
-                "replayed on the reference, branch and bound on linear bounds, or the SMT solver.")  # fmt: skip
+                "replayed on the reference, branch and bound on linear bounds, CP-SAT on the integer program "
+                "where branch and bound left a class open, or the SMT solver.")  # fmt: skip
     r.table(["bits", "ε", "queries", "median time per query (ms)", "decided by (method: queries)"], rows)
     fv_path = run / "float_verdicts.json"
     if fv_path.exists():

@@ -26,10 +26,10 @@ import time
 from typing import Any
 
 import numpy as np
-import z3
 from scipy import sparse
 from scipy.optimize import linprog
 
+from ._cpsat import solve_margin
 from ._interval import Bounds
 from ._layered import Layer, Runs, evaluate_chain, layers_of, tabulate_runs
 from ._linear import Forms, concretize, max_of
@@ -419,69 +419,6 @@ def lp_min(c: np.ndarray, A_ub: Any, b_ub: np.ndarray, A_eq: Any, b_eq: np.ndarr
     return -float("inf"), None
 
 
-def leaf_witness(bounds: LayeredBounds, ls: list[np.ndarray], us: list[np.ndarray], label: int, other: int,
-                 threshold: int, timeout_s: float) -> tuple[str, np.ndarray | None]:  # fmt: skip
-    """Decide a branch exactly with z3 (linear integer arithmetic): an input of the box whose
-    accumulators lie in the branch's intervals and whose margin misses ``threshold``.
-
-    Returns ``("sat", x)``, ``("unsat", None)`` (no input reaches the branch with a violation)
-    or ``("unknown", None)``. Exact: the accumulators are integer sums (no wrap, checked at
-    the root), each step function is its runs on the branch's interval.
-    """
-    s = z3.SolverFor("QF_LIA")
-    s.set("timeout", max(1, int(timeout_s * 1000)))
-    xlo, xhi = bounds.xlo.astype(np.int64), bounds.xhi.astype(np.int64)
-    xs: list[Any] = []
-    for i in range(len(xlo)):
-        if xlo[i] == xhi[i]:
-            xs.append(int(xlo[i]))
-            continue
-        v = z3.Int(f"x{i}")
-        s.add(v >= int(xlo[i]), v <= int(xhi[i]))
-        xs.append(v)
-    a: list[Any] = xs
-    for k, layer in enumerate(bounds.layers):
-        W = layer.W.astype(np.int64)
-        b = layer.b.astype(np.int64)
-        runs = bounds.runs[k]
-        nxt: list[Any] = []
-        for j in range(W.shape[1]):
-            lo, hi = int(ls[k][j]), int(us[k][j])
-            terms = [int(W[i, j]) * a[i] for i in np.flatnonzero(W[:, j]) if not isinstance(a[i], int)]
-            fixed = sum(int(W[i, j]) * a[i] for i in np.flatnonzero(W[:, j]) if isinstance(a[i], int))
-            z = z3.Sum(terms) + fixed + int(b[j]) if terms else fixed + int(b[j])
-            if isinstance(z, int):
-                if not lo <= z <= hi:
-                    return "unsat", None
-            else:
-                s.add(z >= lo, z <= hi)
-            inside = (runs.E[:, j] >= lo) & (runs.S[:, j] <= hi)
-            ends, vals = runs.E[inside, j], runs.V[inside, j]
-            if isinstance(z, int) or len(set(vals.tolist())) == 1:
-                nxt.append(runs.value_at(j, z if isinstance(z, int) else lo))
-                continue
-            g: Any = int(vals[-1])
-            for e, v in zip(ends[-2::-1], vals[-2::-1]):
-                g = z3.If(z <= int(e), int(v), g)
-            nxt.append(g)
-        a = nxt
-    margin = a[label] - a[other]
-    if isinstance(margin, int) and margin >= threshold:
-        return "unsat", None
-    if not isinstance(margin, int):
-        s.add(margin < threshold)
-    r = s.check()
-    if r == z3.unsat:
-        return "unsat", None
-    if r != z3.sat:
-        return "unknown", None
-    m = s.model()
-    x = np.array(
-        [v if isinstance(v, int) else m.eval(v, model_completion=True).as_long() for v in xs], np.int64
-    )
-    return "sat", x
-
-
 def _pick(bounds: LayeredBounds, coeffs: list[np.ndarray], rels: list[Rel], ls: list[np.ndarray],
           us: list[np.ndarray], zs: list[np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
     """Per branch, the hidden neuron whose relaxation costs the bound most: rows ``(layer, index,
@@ -735,7 +672,7 @@ class _Search:
                 return None, max(low, lp_low), pick
         left = self.deadline - time.perf_counter()
         r, x = (
-            leaf_witness(b, ls, us, self.label, self.other, self.threshold, min(self.leaf_s, left))
+            solve_margin(b, ls, us, self.label, self.other, self.threshold, min(self.leaf_s, left))
             if left > 0
             else ("unknown", None)
         )
@@ -836,9 +773,10 @@ def _work(search: _Search, max_branches: int, batch: int, results: Any, stop: An
 
 def prove_robustness(net: Any, dtypes: dict[str, np.dtype], interval: dict[str, Bounds], lo: np.ndarray,
                      hi: np.ndarray, label: int, classes: list[int], deadline: float, violated: Any,
-                     workers: int = 1) -> tuple[set[int], np.ndarray | None, dict[str, Any]] | None:  # fmt: skip
+                     workers: int = 1, exact: float = 0.0) -> tuple[set[int], np.ndarray | None, dict[str, Any]] | None:  # fmt: skip
     """Branch and bound on each class that may beat ``label`` in the box (the easiest first),
-    each on ``workers`` processes.
+    each on ``workers`` processes; a class it leaves open gets the ``exact`` share of its
+    time in CP-SAT (:func:`~._cpsat.solve_margin`, ``workers`` threads).
 
     Returns the classes proved unable to win, a witness input (or None) and stats; None when
     the graph is not MLP-shaped or too wide to tabulate. Ties go to the lower index, as in
@@ -854,16 +792,25 @@ def prove_robustness(net: Any, dtypes: dict[str, np.dtype], interval: dict[str, 
     rels, _ = bounds.relax(ls, us, len(layers))
     order = sorted(classes, key=lambda j: -bounds.margin(label, j, rels, ls, us)[0][0])
     proved: set[int] = set()
-    stats = {"bab_branches": 0}
+    stats: dict[str, Any] = {"bab_branches": 0, "cpsat_s": 0.0, "cpsat_classes": 0, "witness_by": None}
     for n, j in enumerate(order):
         now = time.perf_counter()
         if now >= deadline:
             break
         share = now + (deadline - now) / (len(order) - n)
-        verdict, x, branches = prove_margin(bounds, label, j, 1 if j < label else 0, share, violated,
+        thr = 1 if j < label else 0
+        verdict, x, branches = prove_margin(bounds, label, j, thr, now + (1 - exact) * (share - now), violated,
                                             workers=workers)  # fmt: skip
         stats["bab_branches"] += branches
+        by = "bab"
+        now = time.perf_counter()
+        if verdict == "open" and exact > 0 and now < share:
+            r, x = solve_margin(bounds, *bounds.root, label, j, thr, share - now, workers)
+            stats["cpsat_s"] += time.perf_counter() - now
+            verdict, by = {"sat": "violated", "unsat": "proved"}.get(r, "open"), "cpsat"
+            stats["cpsat_classes"] += verdict != "open"
         if verdict == "violated":
+            stats["witness_by"] = by
             return proved, x, stats
         if verdict == "proved":
             proved.add(j)

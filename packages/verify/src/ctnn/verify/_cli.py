@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--solver", choices=("auto", "z3", "bitwuzla"), default="auto", help="SMT backend")
     r.add_argument("--no-attack", action="store_true", help="skip the attack: interval pass, then SMT")
     r.add_argument("--workers", type=int, default=1,
-                   help="processes for branch and bound (default 1; POSIX: forked)")  # fmt: skip
+                   help="processes for branch and bound and threads for CP-SAT (default 1; POSIX: forked)")  # fmt: skip
     r.add_argument("--input-range", type=int, nargs=2, metavar=("LO", "HI"), default=None,
                    help="input code range (default: the sidecar's, else the input dtype's)")  # fmt: skip
     r.add_argument("--json", type=Path, default=None, help="write the result as JSON here")

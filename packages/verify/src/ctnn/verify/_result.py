@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 VERDICTS = ("robust", "vulnerable", "unknown")
-METHODS = ("interval", "attack", "bab", "smt", "enumeration")
+METHODS = ("interval", "attack", "bab", "cpsat", "smt", "enumeration")
 
 
 @dataclass
@@ -19,8 +19,9 @@ class VerificationResult:
     reference and in onnxruntime, whose prediction is ``counterexample_label`` != ``label``)
     or ``"unknown"`` (the solver ran out of time; ``reason`` says why). ``method`` is what
     decided: the interval pre-pass, the attack, branch and bound on backward linear bounds
-    (``"bab"``, MLP-shaped graphs), the SMT solver, or (relational queries on a
-    small box) ``"enumeration"`` of every point.
+    (``"bab"``, MLP-shaped graphs), CP-SAT on the integer program of such a graph where
+    branch and bound left a class open (``"cpsat"``: it decided at least one class), the SMT
+    solver, or (relational queries on a small box) ``"enumeration"`` of every point.
     """
 
     verdict: str

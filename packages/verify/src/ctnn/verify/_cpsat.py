@@ -1,0 +1,137 @@
+"""Exact decisions of one output margin on a layered integer graph, by OR-tools' CP-SAT.
+
+The layered view (:mod:`._layered`) is an integer program as it stands: the inputs are
+integer codes in the box, each accumulator an exact integer sum of them, each
+requantization a step function given by its runs. Written so (one Boolean per step:
+``z >= start`` of the next run), CP-SAT decides it exactly; its linear relaxation with
+cuts, clause learning and presolve together prove margins that neither the backward
+bounds' branch and bound nor z3's bit-vectors decide in a minute (measured in
+docs/results/verify.md). Every value is an integer: no rounding can make a verdict unsound,
+and a satisfying input is checked on the numpy reference before it is returned.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+#: seconds past its own time limit after which a search is stopped from outside: CP-SAT
+#: honours its limit, and this only bounds the damage should one phase not poll it
+_GRACE_S = 2.0
+
+
+def _exact_int(a: np.ndarray, what: str) -> np.ndarray:
+    """Integer values held in floats, as int64 (a fraction would be a broken layered view)."""
+    r = np.rint(a)
+    if not np.array_equal(r, a):
+        raise ValueError(f"{what} is not integer-valued: the layered view is broken")
+    return r.astype(np.int64)
+
+
+def margin_model(layers: list[Any], runs: list[Any], xlo: np.ndarray, xhi: np.ndarray, ls: list[np.ndarray],
+                 us: list[np.ndarray], label: int, other: int,
+                 threshold: int) -> tuple[cp_model.CpModel, list[Any]] | None:  # fmt: skip
+    """The integer program "some input of the box, with every layer's accumulators in
+    ``[ls[k], us[k]]``, has ``y[label] - y[other] < threshold``", and the inputs (ints where
+    fixed); None when the intervals already rule it out.
+
+    ``runs[k]`` must tabulate layer ``k``'s step function over (at least) ``[ls[k], us[k]]``.
+    Only the two outputs the margin reads are encoded.
+    """
+    m = cp_model.CpModel()
+    xlo, xhi = _exact_int(xlo, "the box"), _exact_int(xhi, "the box")
+    xs: list[Any] = [
+        int(a) if a == b else m.new_int_var(int(a), int(b), f"x{i}") for i, (a, b) in enumerate(zip(xlo, xhi))
+    ]
+    vals: list[Any] = xs
+    last = len(layers) - 1
+    for k, layer in enumerate(layers):
+        W, b = _exact_int(layer.W, f"layer {k}'s weights"), _exact_int(layer.b, f"layer {k}'s bias")
+        lo, hi = _exact_int(ls[k], "an interval"), _exact_int(us[k], "an interval")
+        R = runs[k]
+        free = [i for i, v in enumerate(vals) if not isinstance(v, int)]
+        fixed = np.array([0 if not isinstance(v, int) else v for v in vals], np.int64)
+        free_vars = [vals[i] for i in free]
+        nxt: dict[int, Any] = {}
+        for j in range(W.shape[1]) if k < last else sorted({label, other}):
+            l_j, u_j = int(lo[j]), int(hi[j])
+            if l_j > u_j:
+                return None
+            const = int(fixed @ W[:, j] + b[j])
+            w = W[free, j]
+            nz = np.flatnonzero(w)
+            if len(nz):
+                z = m.new_int_var(l_j, u_j, f"z{k}_{j}")
+                m.add(
+                    z == cp_model.LinearExpr.weighted_sum([free_vars[i] for i in nz], w[nz].tolist()) + const
+                )
+            elif not l_j <= const <= u_j:
+                return None
+            else:
+                z, l_j, u_j = const, const, const
+            # the runs that meet [l_j, u_j], merged where the value does not change
+            inside = (R.E[:, j] >= l_j) & (R.S[:, j] <= u_j)
+            starts, values = R.S[inside, j].astype(np.int64), R.V[inside, j].astype(np.int64)
+            new = np.r_[True, values[1:] != values[:-1]]
+            starts, values = starts[new], values[new]
+            if len(values) == 1:
+                nxt[j] = int(values[0])
+                continue
+            steps = []
+            for r in range(1, len(values)):
+                up = m.new_bool_var(f"s{k}_{j}_{r}")  # up <=> z has reached run r
+                m.add(z >= int(starts[r])).only_enforce_if(up)
+                m.add(z <= int(starts[r]) - 1).only_enforce_if(~up)
+                if steps:
+                    m.add_implication(up, steps[-1])
+                steps.append(up)
+            g = m.new_int_var(int(values.min()), int(values.max()), f"g{k}_{j}")
+            m.add(g == cp_model.LinearExpr.weighted_sum(steps, np.diff(values).tolist()) + int(values[0]))
+            nxt[j] = g
+        vals = [nxt.get(j, 0) for j in range(max(nxt) + 1)]
+    margin = vals[label] - vals[other]
+    if isinstance(margin, int):
+        return (m, xs) if margin < threshold else None
+    m.add(margin <= threshold - 1)
+    return m, xs
+
+
+def solve_margin(bounds: Any, ls: list[np.ndarray], us: list[np.ndarray], label: int, other: int, threshold: int,
+                 timeout_s: float, workers: int = 1) -> tuple[str, np.ndarray | None]:  # fmt: skip
+    """Decide exactly whether an input of ``bounds``'s box (a :class:`~._bab.LayeredBounds`)
+    whose accumulators lie in ``[ls[k], us[k]]`` has ``y[label] - y[other] < threshold``.
+
+    Returns ``("sat", x)`` (an input that does, confirmed on the reference), ``("unsat",
+    None)`` (none does) or ``("unknown", None)`` (``timeout_s`` ran out). ``workers`` is
+    CP-SAT's number of search threads.
+    """
+    built = margin_model(bounds.layers, bounds.runs, bounds.xlo, bounds.xhi, ls, us, label, other, threshold)
+    if built is None:
+        return "unsat", None
+    model, xs = built
+    limit = min(max(0.01, float(timeout_s)), 1e7)  # "no deadline" (1e18) overflows the timer
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = limit
+    solver.parameters.num_workers = max(1, int(workers))
+    guard = threading.Timer(limit + _GRACE_S, solver.stop_search)
+    guard.daemon = True
+    guard.start()
+    try:
+        status = solver.solve(model)
+    finally:
+        guard.cancel()
+    if status == cp_model.INFEASIBLE:
+        return "unsat", None
+    if status not in (cp_model.FEASIBLE, cp_model.OPTIMAL):
+        return "unknown", None
+    x = np.array([v if isinstance(v, int) else solver.value(v) for v in xs], np.int64)
+    out = bounds.forward(x[None])[0]
+    if not out[label] - out[other] < threshold:
+        raise AssertionError(
+            f"CP-SAT's input gives y[{label}] - y[{other}] = {out[label] - out[other]} on the reference, "
+            f"not below {threshold}: the layered encoding is wrong"
+        )
+    return "sat", x

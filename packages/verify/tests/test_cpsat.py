@@ -1,0 +1,92 @@
+"""CP-SAT's margin decisions equal enumeration of the whole box, on the root's intervals and on branches'."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from verify_helpers import enumerate_box, layered_case
+
+from ctnn.verify._bab import LayeredBounds, prove_robustness
+from ctnn.verify._cpsat import solve_margin
+from ctnn.verify._properties import LocalRobustness
+
+
+def _truth(lb: LayeredBounds, ls, us, label: int, other: int, thr: int) -> np.ndarray:
+    """Every input of the box whose accumulators lie in the intervals and whose margin is below ``thr``."""
+    xs = enumerate_box(lb.xlo, lb.xhi)
+    zs, y = lb.run(xs)
+    inside = np.ones(len(xs), bool)
+    for k, z in enumerate(zs):
+        cols = slice(None) if k < len(zs) - 1 else [label, other]
+        inside &= np.all((ls[k][cols] <= z[:, cols]) & (z[:, cols] <= us[k][cols]), axis=1)
+    return xs[inside & (y[:, label] - y[:, other] < thr)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), eps=st.integers(1, 2), narrow=st.booleans(), data=st.data())
+def test_solve_margin_equals_enumeration(seed, eps, narrow, data):
+    """sat exactly where some input of the branch misses the margin (its witness one of them),
+    unsat where none does: on the root's intervals, and on random narrower ones (a branch)."""
+    net, layers, _, bounds, xlo, xhi, _ = layered_case(seed, sizes=(4, 6, 5, 3), eps=eps)
+    lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
+    assert lb.ok
+    ls, us = [a.copy() for a in lb.root[0]], [a.copy() for a in lb.root[1]]
+    if narrow:  # a hidden layer's intervals cut at random points inside the root's
+        rng = np.random.default_rng(seed)
+        k = data.draw(st.integers(0, len(layers) - 2))
+        cut = rng.integers(ls[k], us[k] + 1)
+        keep_low = rng.random(len(cut)) < 0.5
+        us[k] = np.where(keep_low, cut, us[k])
+        ls[k] = np.where(keep_low, ls[k], cut)
+    n_out = layers[-1].W.shape[1]
+    label = data.draw(st.integers(0, n_out - 1))
+    other = data.draw(st.integers(0, n_out - 2))
+    other += other >= label
+    thr = data.draw(st.integers(-1, 2))
+    bad = _truth(lb, ls, us, label, other, thr)
+    r, x = solve_margin(lb, ls, us, label, other, thr, 30.0)
+    assert r == ("sat" if len(bad) else "unsat")
+    if r == "sat":
+        assert any(np.array_equal(x, b) for b in bad)
+
+
+def test_prove_robustness_with_cp_sat_alone_equals_enumeration():
+    """Branch and bound given no time (``exact=1``): CP-SAT decides every class, both ways."""
+    seen = set()
+    for seed in range(8):
+        net, layers, dtypes, bounds, xlo, xhi, _ = layered_case(seed, sizes=(4, 6, 5, 3), eps=2)
+        lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
+        xs = enumerate_box(xlo, xhi)
+        y = lb.forward(xs)
+        label = int(np.argmax(lb.forward(((xlo + xhi) // 2)[None])[0]))
+        prop = LocalRobustness(label)
+        others = [j for j in range(y.shape[1]) if j != label]
+        got = prove_robustness(net, dtypes, bounds, xlo, xhi, label, others, 1e18, prop.violated, exact=1.0)
+        proved, x, stats = got
+        wins = prop.violated(y)
+        if x is None:
+            assert not wins.any() and proved == set(others)
+            seen.add("robust")
+        else:
+            assert prop.violated(lb.forward(x[None]))[0] and np.all((xlo <= x) & (x <= xhi))
+            seen.add("vulnerable")
+        assert stats["bab_branches"] <= len(others)  # only the roots: CP-SAT had all the time
+    assert seen == {"robust", "vulnerable"}
+
+
+def test_a_witness_the_reference_disowns_fails_loudly(monkeypatch):
+    """CP-SAT's input is run on the reference; one that does not miss the margin there is a bug."""
+    net, layers, _, bounds, xlo, xhi, _ = layered_case(3, sizes=(4, 6, 5, 3), eps=2)
+    lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
+    xs = enumerate_box(xlo, xhi)
+    y = lb.forward(xs)
+    label, other = 0, 1
+    thr = int((y[:, label] - y[:, other]).max()) + 1  # every input misses it: sat
+    assert solve_margin(lb, *lb.root, label, other, thr, 30.0)[0] == "sat"
+    monkeypatch.setattr(
+        lb, "forward", lambda x: np.zeros((len(x), y.shape[1]), np.int64) + 10 * np.eye(y.shape[1])[label]
+    )
+    with pytest.raises(AssertionError, match="layered encoding is wrong"):
+        solve_margin(lb, *lb.root, label, other, thr, 30.0)
