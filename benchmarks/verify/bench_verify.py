@@ -269,7 +269,8 @@ def render(data: dict) -> str:
     if w:
         out += ["", "### The timeouts again, one query at a time on several cores", "",
                 f"Each query the table above left open, run again alone with `workers={workers}`: branch and "
-                f"bound's open branches dealt to {workers} forked processes (`verify_robustness(..., "
+                f"bound's open branches dealt to {workers} forked processes and CP-SAT on {workers} threads "
+                f"(`verify_robustness(..., "
                 f"workers={workers})`), the same 60 s of wall clock. The table above ran two queries at once, "
                 "one per core.", "",
                 "| ε | timeouts above | robust | vulnerable | still timeout | median s |", "|---|---|---|---|---|---|"]  # fmt: skip

@@ -12,7 +12,7 @@ Sound because a branch's intervals hold for every input of the box that reaches 
 its bound, concretized over the whole box, holds for all of them. The float64 sums are
 widened by a relative 1e-9 before an integer bound is rounded, as in :mod:`._linear`. A
 branch the splits cannot close (every neuron on one step, yet the bound misses) is left
-open for the solver: its intervals may describe no input at all.
+open for CP-SAT (:mod:`._cpsat`): its intervals may describe no input at all.
 """
 
 from __future__ import annotations
@@ -649,7 +649,7 @@ class _Search:
         return None
 
     def verdict(self, witness: np.ndarray | None) -> str:
-        """Where the search stands: a witness, open branches (or leaves the solver left open), or none."""
+        """Where the search stands: a witness, open branches (or leaves CP-SAT left open), or none."""
         if witness is not None:
             return "violated"
         return "open" if self.stuck or self.heap else "proved"
@@ -657,7 +657,7 @@ class _Search:
     def leaf(self, ls: list[np.ndarray], us: list[np.ndarray],
              low: float) -> tuple[np.ndarray | None, float, tuple[int, int, int] | None]:  # fmt: skip
         """A branch with no hidden neuron left to split: the LP over every layer bounds it and
-        suggests an output-layer split; failing that, the solver decides it exactly.
+        suggests an output-layer split; failing that, CP-SAT decides it exactly.
         Returns a witness, the branch's bound and its split (None: closed or left open)."""
         b = self.b
         lp_low, x_lp, lp_layers = b.lp_margin(self.label, self.other, ls, us)
