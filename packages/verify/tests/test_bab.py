@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 from scipy import sparse
-from verify_helpers import layered_case
+from verify_helpers import enumerate_box, layered_case
 
 from ctnn.verify import _bab as bab
 from ctnn.verify._bab import LayeredBounds, box_min, lp_min, prove_margin, split_dual
@@ -224,10 +224,7 @@ def test_children_lose_no_input_their_parent_reaches():
         net, layers, _, bounds, xlo, xhi, _ = layered_case(seed, sizes=(4, 6, 5, 3), eps=2)
         lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
         search = bab._Search(lb, 0, 1, 0, LocalRobustness(0).violated, 1.0, 1e18)
-        grid = np.stack(np.meshgrid(*[np.arange(a, b + 1) for a, b in zip(xlo, xhi)]), -1).reshape(
-            -1, len(xlo)
-        )
-        z = lb.run(grid)[0][0]  # every input's first-layer accumulators
+        z = lb.run(enumerate_box(xlo, xhi))[0][0]  # every input's first-layer accumulators
         rng = np.random.default_rng(seed)
         P = 40
         ls, us = ([np.repeat(a[None], P, 0) for a in side] for side in lb.root)

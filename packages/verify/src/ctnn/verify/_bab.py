@@ -676,11 +676,7 @@ class _Search:
             if left > 0
             else ("unknown", None)
         )
-        if r == "sat":
-            if not self.violated(b.forward(x[None]))[0]:
-                raise AssertionError(
-                    "a branch-and-bound leaf witness does not violate the property on the reference"
-                )
+        if r == "sat":  # solve_margin ran it on the reference: the margin misses there
             return x, lp_low, None
         self.stuck = self.stuck or r == "unknown"
         return None, lp_low, None
