@@ -5,7 +5,8 @@ can be resumed or extended with more samples/eps later):
 
 * ``mnist``     -- the published benchmark's setting: MLP 784-64-32-10 on the MNIST subset,
                    8-bit inputs, 6-bit weights/activations, ε = 1..4 input codes, the first
-                   N test images (misclassified ones are counted, not queried).
+                   N test images, classes interleaved (``models.test_set``; misclassified
+                   ones are counted, not queried).
 * ``encodings`` -- optimized vs naive encoding on the same MNIST queries, SMT stage only
                    (no interval proof, attack or splitting), the naive one under a shorter cap.
 * ``solvers``   -- z3 vs bitwuzla on the same MNIST (``--eps``) and digits-8 (``--digits-eps``)
@@ -236,8 +237,10 @@ def render(data: dict) -> str:
             ""]  # fmt: skip
     out += ["## MNIST subset, MLP 784-64-32-10 (8-bit inputs, 6-bit weights and activations)", "",
             "The published benchmark's setting (AAAI'21 tool: 5/20, 13/20, 9/10 and 10/10 timeouts at "
-            "ε = 1, 2, 3, 4 on this subset with a 60 s limit). Test images in order; a misclassified image "
-            "is counted and not queried. Every *vulnerable* verdict's counterexample was replayed on the numpy "
+            "ε = 1, 2, 3, 4 on this subset with a 60 s limit). The first 100 test images with the classes "
+            "interleaved (ten of each class; the subset is stored class by class, and before 2026-11-23 this "
+            "suite ran its first 100 rows, all zeros: those results are in git history); a misclassified "
+            "image is counted and not queried. Every *vulnerable* verdict's counterexample was replayed on the numpy "
             "reference and in onnxruntime; *robust* verdicts come from the interval/linear pass, from branch "
             "and bound (sound backward bounds, float sums widened before rounding) or from the solver "
             "(cross-checked against the second solver in the solver table below).", "",
