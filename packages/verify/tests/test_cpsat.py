@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from verify_helpers import enumerate_box, layered_case
 
 from ctnn.verify._bab import LayeredBounds, prove_robustness
-from ctnn.verify._cpsat import solve_margin
+from ctnn.verify._cpsat import solve_margin, step_conflicts
 from ctnn.verify._properties import LocalRobustness
 
 
@@ -25,10 +25,12 @@ def _truth(lb: LayeredBounds, ls, us, label: int, other: int, thr: int) -> np.nd
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), eps=st.integers(1, 2), narrow=st.booleans(), data=st.data())
-def test_solve_margin_equals_enumeration(seed, eps, narrow, data):
+@given(seed=st.integers(0, 10_000), eps=st.integers(1, 2), narrow=st.booleans(), conflicts=st.booleans(),
+       data=st.data())  # fmt: skip
+def test_solve_margin_equals_enumeration(seed, eps, narrow, conflicts, data):
     """sat exactly where some input of the branch misses the margin (its witness one of them),
-    unsat where none does: on the root's intervals, and on random narrower ones (a branch)."""
+    unsat where none does: on the root's intervals, and on random narrower ones (a branch); with
+    and without the first-layer step conflicts."""
     net, layers, _, bounds, xlo, xhi, _ = layered_case(seed, sizes=(4, 6, 5, 3), eps=eps)
     lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
     assert lb.ok
@@ -46,10 +48,39 @@ def test_solve_margin_equals_enumeration(seed, eps, narrow, data):
     other += other >= label
     thr = data.draw(st.integers(-1, 2))
     bad = _truth(lb, ls, us, label, other, thr)
-    r, x = solve_margin(lb, ls, us, label, other, thr, 30.0)
+    r, x = solve_margin(lb, ls, us, label, other, thr, 30.0, conflicts=conflicts)
     assert r == ("sat" if len(bad) else "unsat")
     if r == "sat":
         assert any(np.array_equal(x, b) for b in bad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_step_conflicts_are_pairs_no_input_meets(seed):
+    """Every reported pair of halfspaces has no integer point of the box in common (enumerated),
+    and pairs of one owner are never reported."""
+    rng = np.random.default_rng(seed)
+    F, n = 3, 8
+    xlo = rng.integers(-3, 2, F).astype(np.float64)
+    xhi = xlo + rng.integers(0, 4, F)
+    C = rng.integers(-4, 5, (n, F)).astype(np.float64)
+    xs = enumerate_box(xlo, xhi).astype(np.float64)
+    vals = xs @ C.T
+    # thresholds around the values the box takes, so some pairs meet and some do not
+    D = np.array([rng.choice(vals[:, i]) for i in range(n)]) + rng.integers(-1, 2, n)
+    owner = rng.integers(0, 4, n)
+    for i, j in step_conflicts(C, D, owner, xlo, xhi):
+        assert owner[i] != owner[j]
+        assert not np.any((vals[:, i] >= D[i]) & (vals[:, j] >= D[j])), (i, j)
+
+
+def test_step_conflicts_finds_two_halfspaces_that_miss():
+    """x1 + x2 >= 3 and x1 + x2 <= 2 each meet the box [0, 2]², never together; x1 >= 1 and
+    x2 >= 1 do meet."""
+    C = np.array([[1.0, 1.0], [-1.0, -1.0], [1.0, 0.0], [0.0, 1.0]])
+    D = np.array([3.0, -2.0, 1.0, 1.0])
+    got = step_conflicts(C, D, np.arange(4), np.zeros(2), np.full(2, 2.0))
+    assert (0, 1) in got and (2, 3) not in got
 
 
 def test_prove_robustness_with_cp_sat_alone_equals_enumeration():

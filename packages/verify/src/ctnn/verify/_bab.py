@@ -801,7 +801,7 @@ def prove_robustness(net: Any, dtypes: dict[str, np.dtype], interval: dict[str, 
         by = "bab"
         now = time.perf_counter()
         if verdict == "open" and exact > 0 and now < share:
-            r, x = solve_margin(bounds, *bounds.root, label, j, thr, share - now, workers)
+            r, x = solve_margin(bounds, *bounds.root, label, j, thr, share - now, workers, conflicts=True)
             stats["cpsat_s"] += time.perf_counter() - now
             verdict, by = {"sat": "violated", "unsat": "proved"}.get(r, "open"), "cpsat"
             stats["cpsat_classes"] += verdict != "open"
