@@ -6,7 +6,9 @@ the classes still open after ``--quick`` seconds of branch and bound per class, 
 ``--limit`` seconds:
 
 * ``bab``    -- branch and bound alone (``_bab.prove_margin``);
-* ``cpsat``  -- CP-SAT alone on the root's intervals (``_cpsat.solve_margin``, ``--threads``);
+* ``cpsat``  -- CP-SAT alone on the root's intervals, with the first-layer step conflicts as
+  ``verify_robustness`` runs it (``_cpsat.solve_margin``, ``--threads``);
+* ``cpsat-plain`` -- the same without the conflicts (as ctnn-verify 0.6.0 ran it);
 * ``attack`` -- greedy coordinate descent on the reference: from the box's middle, then random
   corners, each step the single coordinate moved to a bound that lowers (margin, accumulator
   difference) most, until none does; restarts until the limit or a violation.
@@ -115,11 +117,13 @@ def one(task: tuple[str, int, str, float, int]) -> dict:
     q, label, lb = _setup(case)
     thr = 1 if other < label else 0  # ties go to the lower index
     t = time.perf_counter()
-    row: dict = {"case": case, "cls": other, "method": method}
+    from ctnn.verify import __version__
+
+    row: dict = {"case": case, "cls": other, "method": method, "ctnn_verify": __version__}
     if method == "bab":
         row["verdict"], _, row["branches"] = prove_margin(lb, label, other, thr, t + limit, q.prop.violated)
-    elif method == "cpsat":
-        row["verdict"] = solve_margin(lb, *lb.root, label, other, thr, limit, threads)[0]
+    elif method in ("cpsat", "cpsat-plain"):
+        row["verdict"] = solve_margin(lb, *lb.root, label, other, thr, limit, threads, method == "cpsat")[0]
     else:
         row["verdict"], row["best_margin"] = _attack(lb, label, other, thr, limit)
         row["threshold"] = thr
@@ -142,9 +146,10 @@ def summarize(rows: list[dict]) -> str:
     for r in rows:
         if "cls" in r:
             by.setdefault((r["case"], r["cls"]), {})[r["method"]] = r["verdict"]
-    done = {"bab": {"proved", "violated"}, "cpsat": {"sat", "unsat"}, "attack": {"sat"}}
+    exact = {"sat", "unsat"}
+    done = {"bab": {"proved", "violated"}, "cpsat": exact, "cpsat-plain": exact, "attack": {"sat"}}
     lines = [f"{len(by)} open classes in {len({c for c, _ in by})} queries"]
-    for m in ("bab", "cpsat", "attack"):
+    for m in done:
         n = sum(v.get(m) in done[m] for v in by.values() if m in v)
         lines.append(f"  {m}: {n} of {sum(m in v for v in by.values())} decided")
     neither = [k for k, v in by.items() if not any(v.get(m) in done[m] for m in ("bab", "cpsat"))]
@@ -156,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", default="", help="queries image/eps, comma-separated")
     p.add_argument("--from", dest="src", type=Path, help="take the MNIST timeouts of this results JSON")
-    p.add_argument("--methods", default="bab,cpsat", help="of bab, cpsat, attack (default bab,cpsat)")
+    p.add_argument(
+        "--methods", default="bab,cpsat", help="of bab, cpsat, cpsat-plain, attack (default bab,cpsat)"
+    )
     p.add_argument("--limit", type=float, default=60.0, help="seconds per class and method (default 60)")
     p.add_argument("--quick", type=float, default=1.0, help="seconds of branch and bound per class first")
     p.add_argument("--threads", type=int, default=1, help="CP-SAT's threads (default 1)")

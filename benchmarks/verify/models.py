@@ -48,11 +48,11 @@ def _train(dataset: str, sizes: list[int], bits: tuple[int, int, int], seed: int
 
 def build(name: str, seed: int = 0) -> Path:
     """The cached model ``name`` (``mnist`` or ``digits-8``/``digits-6``/``digits-4``): its .onnx path."""
+    path = MODELS / f"{name}.onnx"
+    if path.is_file():  # a cached model needs no torch
+        return path
     from ctnn.quant import export_onnx
 
-    path = MODELS / f"{name}.onnx"
-    if path.is_file():
-        return path
     if name == "mnist":
         q, data = _train("mnist_subset", [784, 64, 32, 10], (6, 6, 8), seed)
     elif name.startswith("digits-"):

@@ -72,6 +72,9 @@ class LayeredBounds:
     def __init__(self, layers: list[Layer], consts: dict[str, Any], xlo: np.ndarray, xhi: np.ndarray,
                  bounds: dict[str, Bounds]):  # fmt: skip
         self.layers, self.consts = layers, consts
+        #: work that depends on the box and graph alone, kept between calls (CP-SAT's step
+        #: conflicts, :func:`~._cpsat.margin_model`)
+        self.cache: dict[Any, Any] = {}
         self.xlo, self.xhi = xlo.astype(np.float64), xhi.astype(np.float64)
         self.xmag = np.maximum(np.abs(self.xlo), np.abs(self.xhi))
         self.mid = (self.xlo + self.xhi) / 2
