@@ -2,8 +2,8 @@
 
 For every query (``--cases 24/2,97/2`` or the MNIST timeouts in ``--from results.json``):
 the classes still open after ``--quick`` seconds of branch and bound per class, as
-``verify_robustness`` starts; then, per open class and per method, one process with
-``--limit`` seconds:
+``verify_robustness`` starts (or only the classes named, as in ``--cases 24/2:6,97/2:0``);
+then, per open class and per method, one process with ``--limit`` seconds:
 
 * ``bab``    -- branch and bound alone (``_bab.prove_margin``);
 * ``cpsat``  -- CP-SAT alone on the root's intervals, with the first-layer step conflicts as
@@ -159,7 +159,7 @@ def summarize(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", default="", help="queries image/eps, comma-separated")
+    p.add_argument("--cases", default="", help="queries image/eps (or image/eps:class), comma-separated")
     p.add_argument("--from", dest="src", type=Path, help="take the MNIST timeouts of this results JSON")
     p.add_argument(
         "--methods", default="bab,cpsat", help="of bab, cpsat, cpsat-plain, attack (default bab,cpsat)"
@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = [c for c in args.cases.split(",") if c] + (_timeouts(args.src) if args.src else [])
     if not cases:
         p.error("give --cases or --from")
+    named = [c.split(":") for c in cases if ":" in c]
+    cases = [c for c in cases if ":" not in c]
     methods = args.methods.split(",")
     rows: list[dict] = []
     with Pool(args.procs) as pool, args.out.open("a") as out:
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in pool.map(open_classes, [(c, args.quick) for c in cases]):
             keep(r)
             tasks += [(r["case"], j, m, args.limit, args.threads) for j in r["open"] for m in methods]
+        tasks += [(c, int(j), m, args.limit, args.threads) for c, j in named for m in methods]
         for r in pool.imap_unordered(one, tasks):
             keep(r)
     print(summarize(rows))
