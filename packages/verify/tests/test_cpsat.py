@@ -56,9 +56,9 @@ def test_solve_margin_equals_enumeration(seed, eps, narrow, conflicts, data):
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000))
-def test_step_conflicts_are_sets_no_input_meets(seed):
-    """Every reported pair and triple of halfspaces has no integer point of the box in common
-    (enumerated); no set holds two of one owner, and no triple holds a reported pair."""
+def test_step_conflicts_are_pairs_no_input_meets(seed):
+    """Every reported pair of halfspaces has no integer point of the box in common (enumerated),
+    and pairs of one owner are never reported."""
     rng = np.random.default_rng(seed)
     F, n = 3, 12
     xlo = rng.integers(-3, 2, F).astype(np.float64)
@@ -66,31 +66,25 @@ def test_step_conflicts_are_sets_no_input_meets(seed):
     C = rng.integers(-4, 5, (n, F)).astype(np.float64)
     xs = enumerate_box(xlo, xhi).astype(np.float64)
     meets = xs @ C.T
-    # thresholds around the values the box takes, so some sets meet and some do not
+    # thresholds around the values the box takes, so some pairs meet and some do not
     D = np.array([rng.choice(meets[:, i]) for i in range(n)]) + rng.integers(-1, 2, n)
     meets = meets >= D
     owner = rng.integers(0, 6, n)
-    got = step_conflicts(C, D, owner, xlo, xhi)
-    pairs = {g for g in got if len(g) == 2}
-    for g in got:
-        assert len(set(owner[list(g)])) == len(g)
-        assert not np.any(meets[:, list(g)].all(axis=1)), g
-        if len(g) == 3:
-            assert not {(g[0], g[1]), (g[0], g[2]), (g[1], g[2])} & pairs
-    assert not any(len(g) == 3 for g in step_conflicts(C, D, owner, xlo, xhi, triples=False))
+    for i, j in step_conflicts(C, D, owner, xlo, xhi):
+        assert owner[i] != owner[j]
+        assert not np.any(meets[:, i] & meets[:, j]), (i, j)
 
 
-def test_step_conflicts_finds_sets_that_miss():
+def test_step_conflicts_finds_pairs_that_miss():
     """In the box [0, 2]²: x1 + x2 >= 3 and x1 + x2 <= 2 never meet; x1 >= 1 and x2 >= 1 do.
-    x1 >= 2, x2 >= 2 and x1 + x2 <= 3 meet two by two, never all three."""
+    x1 >= 2, x2 >= 2 and x1 + x2 <= 3 meet two by two (never all three): no pair."""
     box = np.zeros(2), np.full(2, 2.0)
     C = np.array([[1.0, 1.0], [-1.0, -1.0], [1.0, 0.0], [0.0, 1.0]])
     got = step_conflicts(C, np.array([3.0, -2.0, 1.0, 1.0]), np.arange(4), *box)
     assert (0, 1) in got and (2, 3) not in got
     C = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
     D = np.array([2.0, 2.0, -3.0])
-    assert step_conflicts(C, D, np.arange(3), *box) == [(0, 1, 2)]
-    assert step_conflicts(C, D, np.arange(3), *box, triples=False) == []
+    assert step_conflicts(C, D, np.arange(3), *box) == []
 
 
 def test_step_conflicts_are_kept_per_box():

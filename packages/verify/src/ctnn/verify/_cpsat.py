@@ -9,8 +9,8 @@ bounds' branch and bound nor z3's bit-vectors decide in a minute (measured in
 docs/results/verify.md). Every value is an integer: no rounding can make a verdict unsound,
 and a satisfying input is checked on the numpy reference before it is returned.
 
-On the root box the model also gets the pairs and triples of first-layer steps no input reaches
-together (:func:`step_conflicts`), as clauses: their halfspaces miss each other inside the box,
+On the root box the model also gets the pairs of first-layer steps no input reaches together
+(:func:`step_conflicts`), as clauses: each pair's two halfspaces miss each other inside the box,
 which CP-SAT's propagation and linear relaxation do not see on their own.
 """
 
@@ -37,11 +37,6 @@ def _exact_int(a: np.ndarray, what: str) -> np.ndarray:
 
 #: most first-layer step literals whose pairs are checked (the pairs grow with the square)
 MAX_LITERALS = 600
-#: most triples checked per box, after the witness filter (a few seconds' work, once per query)
-MAX_TRIPLES = 600_000
-#: the simplex grid the triples' weights are searched on: 1/6 steps, 10 interior points
-#: (measured: 5x faster than 1/10 steps, which finds 10-20% more triples)
-_TRIPLE_GRID = 6
 
 
 def _box_max(v: np.ndarray, d: np.ndarray, mid: np.ndarray, rad: np.ndarray) -> np.ndarray:
@@ -49,44 +44,30 @@ def _box_max(v: np.ndarray, d: np.ndarray, mid: np.ndarray, rad: np.ndarray) -> 
     return v @ mid + np.abs(v) @ rad - d
 
 
-def _certified(w: np.ndarray, rows: np.ndarray, C: np.ndarray, D: np.ndarray, xlo: np.ndarray,
-               xhi: np.ndarray) -> np.ndarray:  # fmt: skip
-    """Which weightings ``w [T, k]`` of the halfspaces ``rows [T, k]`` stay negative over the
-    whole box, in float64 with a margin for rounding: then no ``x`` of the box meets them all."""
-    v = np.einsum("tk,tkf->tf", w, C[rows])
-    d = np.einsum("tk,tk->t", w, D[rows])
-    f = _box_max(v, d, (xlo + xhi) / 2.0, (xhi - xlo) / 2.0)
-    # float64 sums of integer-valued terms times w: a relative 1e-9 covers their rounding
-    mag = np.abs(v) @ np.maximum(np.abs(xlo), np.abs(xhi)) + np.einsum("tk,tk->t", w, np.abs(D[rows]))
-    return f + 1e-9 * mag + 1e-9 < 0
+def step_conflicts(C: np.ndarray, D: np.ndarray, owner: np.ndarray, xlo: np.ndarray,
+                   xhi: np.ndarray) -> list[tuple[int, int]]:  # fmt: skip
+    """The pairs of halfspaces ``C[i]·x >= D[i]`` that no ``x`` of the box meets together.
 
-
-def step_conflicts(C: np.ndarray, D: np.ndarray, owner: np.ndarray, xlo: np.ndarray, xhi: np.ndarray,
-                   triples: bool = True) -> list[tuple[int, ...]]:  # fmt: skip
-    """The pairs, and with ``triples`` the triples, of halfspaces ``C[i]·x >= D[i]`` that no
-    ``x`` of the box meets together.
-
-    ``owner[i]`` names the neuron a literal belongs to; sets with two of one neuron are skipped
-    (its steps are chained already), and so are triples that hold a conflicting pair. A set is
-    reported only with a certificate: weights ``t >= 0`` summing to 1 with ``max over the box of
-    sum t_i (C[i]·x - D[i]) < 0``, evaluated in float64 with a margin for rounding (sound for
-    real ``x``, so for integer codes too). The weights are searched in float32: for pairs by
-    ternary search (the maximum is convex in ``t``), for triples on a grid of the simplex.
-    Sets that one of the box's corners meets (the corner each halfspace reaches furthest into)
-    are skipped unsearched: that removes 75-85% of them on the MNIST boxes.
+    ``owner[i]`` names the neuron a literal belongs to; pairs of one neuron are skipped (its
+    steps are chained already). A pair is reported only with a certificate: a ``t`` in [0, 1]
+    with ``max over the box of t(C[i]·x - D[i]) + (1-t)(C[j]·x - D[j]) < 0``, evaluated in float64
+    with a margin for rounding; the search for ``t`` (ternary, the maximum is convex in ``t``)
+    runs in float32. Sound for real ``x``, so for integer codes too. Pairs that one of the box's
+    corners meets (the corner either halfspace reaches furthest into) are skipped unsearched:
+    75-85% of them on the MNIST boxes.
     """
     n = len(C)
     if n < 2 or n > MAX_LITERALS:
         return []
     mid, rad = (xlo + xhi) / 2.0, (xhi - xlo) / 2.0
     C32, D32, mid32, rad32 = (a.astype(np.float32) for a in (C, D, mid, rad))
-    # which halfspace each corner meets, as bits: a set some corner meets has a common point
+    # which halfspaces each corner meets, as bits: a pair some corner meets has a common point
     met = np.packbits(C @ np.where(C > 0, xhi, xlo).T >= D[:, None], axis=1)
     free = owner[:, None] != owner[None, :]
     first, second = np.nonzero(np.triu(free, 1))
     keep = ~(met[first] & met[second]).any(1)
     first, second = first[keep], second[keep]
-    found: list[tuple[int, ...]] = []
+    found: list[tuple[int, int]] = []
     for a in range(0, len(first), 2048):
         i, j = first[a : a + 2048], second[a : a + 2048]
         lo, hi = np.zeros(len(i), np.float32), np.ones(len(i), np.float32)
@@ -98,42 +79,12 @@ def step_conflicts(C: np.ndarray, D: np.ndarray, owner: np.ndarray, xlo: np.ndar
                           mid32, rad32)  # fmt: skip
             lo, hi = np.where(f1 > f2, t1, lo), np.where(f1 > f2, hi, t2)
         t = ((lo + hi) / 2).astype(np.float64)
-        ok = _certified(np.stack([t, 1 - t], 1), np.stack([i, j], 1), C, D, xlo, xhi)
-        found += list(zip(i[ok].tolist(), j[ok].tolist()))
-    if triples:
-        found += _triple_conflicts(C, D, owner, xlo, xhi, found, met, (C32, D32, mid32, rad32))
-    return found
-
-
-def _triple_conflicts(C: np.ndarray, D: np.ndarray, owner: np.ndarray, xlo: np.ndarray, xhi: np.ndarray,
-                      pairs: list[tuple[int, ...]], met: np.ndarray, f32: tuple) -> list[tuple[int, ...]]:  # fmt: skip
-    """The triples of :func:`step_conflicts`: three neurons, no conflicting pair among them, no
-    corner meeting all three, at most :data:`MAX_TRIPLES` of them searched."""
-    C32, D32, mid32, rad32 = f32
-    n = len(C)
-    free = owner[:, None] != owner[None, :]
-    for i, j in pairs:
-        free[i, j] = free[j, i] = False
-    g = _TRIPLE_GRID
-    grid = np.array([(i, j, g - i - j) for i in range(1, g) for j in range(1, g - i)], np.float32) / g
-    found: list[tuple[int, ...]] = []
-    budget = MAX_TRIPLES
-    for a in range(n - 2):
-        bs = np.flatnonzero(free[a, a + 1 :]) + a + 1
-        i, j = np.nonzero(np.triu(free[np.ix_(bs, bs)], 1))
-        T = np.stack([np.full(len(i), a), bs[i], bs[j]], 1)
-        T = T[~(met[a] & met[bs[i]] & met[bs[j]]).any(1)][:budget]
-        budget -= len(T)
-        for s in range(0, len(T), 1024):
-            rows = T[s : s + 1024]
-            f = _box_max(np.matmul(grid, C32[rows]), D32[rows] @ grid.T, mid32, rad32)  # [T, grid]
-            best = np.argmin(f, 1)
-            hit = f[np.arange(len(rows)), best] < 0
-            rows, w = rows[hit], grid[best[hit]].astype(np.float64)
-            ok = _certified(w, rows, C, D, xlo, xhi)
-            found += [tuple(r) for r in rows[ok].tolist()]
-        if budget <= 0:
-            break
+        v = t[:, None] * C[i] + (1 - t[:, None]) * C[j]
+        d = t * D[i] + (1 - t) * D[j]
+        # float64 sums of integer-valued terms times t: a relative 1e-9 covers their rounding
+        mag = np.abs(v) @ np.maximum(np.abs(xlo), np.abs(xhi)) + t * np.abs(D[i]) + (1 - t) * np.abs(D[j])
+        bad = _box_max(v, d, mid, rad) + 1e-9 * mag + 1e-9 < 0
+        found += list(zip(i[bad].tolist(), j[bad].tolist()))
     return found
 
 
@@ -145,11 +96,10 @@ def margin_model(layers: list[Any], runs: list[Any], xlo: np.ndarray, xhi: np.nd
     fixed); None when the intervals already rule it out.
 
     ``runs[k]`` must tabulate layer ``k``'s step function over (at least) ``[ls[k], us[k]]``.
-    Only the two outputs the margin reads are encoded. With ``conflicts``, the pairs and triples
-    of first-layer steps that no input of the box reaches together (:func:`step_conflicts`) are
-    added as clauses: on MNIST classes that took CP-SAT 3.9–70 s, the pairs made its solve time
-    6–18× shorter; the triples, on classes the pairs leave at 14–150 s, 1.3× (median).
-    ``cache`` (a dict kept for one box and graph) holds them between calls: they depend on
+    Only the two outputs the margin reads are encoded. With ``conflicts``, the pairs of
+    first-layer steps that no input of the box reaches together (:func:`step_conflicts`) are
+    added as clauses: on MNIST classes that took CP-SAT 3.9–70 s, its solve time 6–18× shorter.
+    ``cache`` (a dict kept for one box and graph) holds the pairs between calls: they depend on
     the first layer's intervals alone, not on the classes compared.
     """
     lits: list[tuple[Any, np.ndarray, int, int]] = []  # first-layer literal, C, D, neuron
@@ -219,8 +169,8 @@ def margin_model(layers: list[Any], runs: list[Any], xlo: np.ndarray, xhi: np.nd
                                        xhi.astype(np.float64))  # fmt: skip
                 if cache is not None:
                     cache[key] = found
-            for group in found:
-                m.add_bool_or([~lits[i][0] for i in group])
+            for i, j in found:
+                m.add_bool_or([~lits[i][0], ~lits[j][0]])
     margin = vals[label] - vals[other]
     if isinstance(margin, int):
         return (m, xs) if margin < threshold else None
