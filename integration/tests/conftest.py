@@ -124,6 +124,11 @@ def ray_cluster():
     temp = Path(tempfile.mkdtemp(prefix="ctnnray", dir="/tmp"))  # short: Ray's unix sockets live here
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
+    # `ray start` in token mode needs a token and does not make one: on a fresh machine (no
+    # ~/.ray/auth_token yet) it fails, so make one the way Ray's docs say for local clusters
+    token = subprocess.run([RAY, "get-auth-token", "--generate"], env=env, capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+    assert token.returncode == 0, token.stderr[-2000:]
     names = ["--port", "--dashboard-port", "--ray-client-server-port", "--node-manager-port",
              "--object-manager-port", "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
              "--metrics-export-port", "--runtime-env-agent-port"]  # fmt: skip
