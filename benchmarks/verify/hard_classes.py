@@ -110,6 +110,7 @@ def _attack(lb, label: int, other: int, thr: int, limit: float) -> tuple[str, fl
 
 def one(task: tuple[str, int, str, float, int]) -> dict:
     """One open class of one query, given to one method for ``limit`` seconds."""
+    from ctnn.verify import __version__
     from ctnn.verify._bab import prove_margin
     from ctnn.verify._cpsat import solve_margin
 
@@ -117,8 +118,6 @@ def one(task: tuple[str, int, str, float, int]) -> dict:
     q, label, lb = _setup(case)
     thr = 1 if other < label else 0  # ties go to the lower index
     t = time.perf_counter()
-    from ctnn.verify import __version__
-
     row: dict = {"case": case, "cls": other, "method": method, "ctnn_verify": __version__}
     if method == "bab":
         row["verdict"], _, row["branches"] = prove_margin(lb, label, other, thr, t + limit, q.prop.violated)

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from ortools.sat.python import cp_model
 
+from ._linear import max_of
+
 #: seconds past its own time limit after which a search is stopped from outside: CP-SAT
 #: honours its limit, and this only bounds the damage should one phase not poll it
 _GRACE_S = 2.0
@@ -40,7 +42,8 @@ MAX_LITERALS = 600
 
 
 def _box_max(v: np.ndarray, d: np.ndarray, mid: np.ndarray, rad: np.ndarray) -> np.ndarray:
-    """``max over the box of v·x - d`` for rows ``v [..., F]``."""
+    """``max over the box of v·x - d`` for rows ``v [..., F]``, unrounded: the float32 search's
+    objective (a certificate is checked by :func:`~._linear.max_of`)."""
     return v @ mid + np.abs(v) @ rad - d
 
 
@@ -51,16 +54,16 @@ def step_conflicts(C: np.ndarray, D: np.ndarray, owner: np.ndarray, xlo: np.ndar
     ``owner[i]`` names the neuron a literal belongs to; pairs of one neuron are skipped (its
     steps are chained already). A pair is reported only with a certificate: a ``t`` in [0, 1]
     with ``max over the box of t(C[i]·x - D[i]) + (1-t)(C[j]·x - D[j]) < 0``, evaluated in float64
-    with a margin for rounding; the search for ``t`` (ternary, the maximum is convex in ``t``)
-    runs in float32. Sound for real ``x``, so for integer codes too. Pairs that one of the box's
+    and rounded up (:func:`~._linear.max_of`); the search for ``t`` (ternary, the maximum is
+    convex in ``t``) runs in float32. Sound for real ``x``, so for integer codes too. Pairs that one of the box's
     corners meets (the corner either halfspace reaches furthest into) are skipped unsearched:
     75-85% of them on the MNIST boxes.
     """
     n = len(C)
     if n < 2 or n > MAX_LITERALS:
         return []
-    mid, rad = (xlo + xhi) / 2.0, (xhi - xlo) / 2.0
-    C32, D32, mid32, rad32 = (a.astype(np.float32) for a in (C, D, mid, rad))
+    C32, D32 = C.astype(np.float32), D.astype(np.float32)
+    mid32, rad32 = ((xlo + xhi) / 2).astype(np.float32), ((xhi - xlo) / 2).astype(np.float32)
     # which halfspaces each corner meets, as bits: a pair some corner meets has a common point
     met = np.packbits(C @ np.where(C > 0, xhi, xlo).T >= D[:, None], axis=1)
     free = owner[:, None] != owner[None, :]
@@ -79,11 +82,7 @@ def step_conflicts(C: np.ndarray, D: np.ndarray, owner: np.ndarray, xlo: np.ndar
                           mid32, rad32)  # fmt: skip
             lo, hi = np.where(f1 > f2, t1, lo), np.where(f1 > f2, hi, t2)
         t = ((lo + hi) / 2).astype(np.float64)
-        v = t[:, None] * C[i] + (1 - t[:, None]) * C[j]
-        d = t * D[i] + (1 - t) * D[j]
-        # float64 sums of integer-valued terms times t: a relative 1e-9 covers their rounding
-        mag = np.abs(v) @ np.maximum(np.abs(xlo), np.abs(xhi)) + t * np.abs(D[i]) + (1 - t) * np.abs(D[j])
-        bad = _box_max(v, d, mid, rad) + 1e-9 * mag + 1e-9 < 0
+        bad = max_of(t[:, None] * C[i] + (1 - t[:, None]) * C[j], -(t * D[i] + (1 - t) * D[j]), xlo, xhi) < 0
         found += list(zip(i[bad].tolist(), j[bad].tolist()))
     return found
 
@@ -186,8 +185,8 @@ def solve_margin(bounds: Any, ls: list[np.ndarray], us: list[np.ndarray], label:
     Returns ``("sat", x)`` (an input that does, confirmed on the reference), ``("unsat",
     None)`` (none does) or ``("unknown", None)`` (``timeout_s`` ran out). ``workers`` is
     CP-SAT's number of search threads; ``conflicts`` adds the first-layer step conflicts
-    (:func:`margin_model`), worth their set-up time (seconds, once per box: they are kept in
-    ``bounds.cache``) on a query's hard classes.
+    (:func:`margin_model`), computed once per box and kept in ``bounds.cache`` (0.04–0.27 s
+    on the MNIST timeouts' boxes).
     """
     built = margin_model(bounds.layers, bounds.runs, bounds.xlo, bounds.xhi, ls, us, label, other, threshold,
                          conflicts, bounds.cache)  # fmt: skip
