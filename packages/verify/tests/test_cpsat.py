@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from verify_helpers import enumerate_box, layered_case
 
 from ctnn.verify._bab import LayeredBounds, prove_robustness
-from ctnn.verify._cpsat import solve_margin, step_conflicts
+from ctnn.verify._cpsat import solve_margin, solve_margins, step_conflicts
 from ctnn.verify._properties import LocalRobustness
 
 
@@ -92,12 +92,41 @@ def test_step_conflicts_are_kept_per_box():
     them, and each verdict still equals enumeration."""
     net, layers, _, bounds, xlo, xhi, _ = layered_case(3, sizes=(4, 6, 5, 3), eps=2)
     lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
+    kept = None
     for other in (1, 2):
         bad = _truth(lb, *lb.root, 0, other, 0)
         assert solve_margin(lb, *lb.root, 0, other, 0, 30.0, conflicts=True)[0] == (
             "sat" if len(bad) else "unsat"
         )
         assert len(lb.cache) == 1
+        # the same list, not one computed again under the same key
+        kept = kept or next(iter(lb.cache.values()))
+        assert next(iter(lb.cache.values())) is kept
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), eps=st.integers(1, 2), data=st.data())
+def test_solve_margins_equals_enumeration_class_by_class(seed, eps, data):
+    """All classes at once, on threads: each class decided is decided as enumeration says; a
+    witness misses its class's margin; only a search stopped by another's witness is unknown."""
+    net, layers, _, bounds, xlo, xhi, _ = layered_case(seed, sizes=(4, 6, 5, 3), eps=eps)
+    lb = LayeredBounds(layers, net.ref.constants, xlo, xhi, bounds)
+    n_out = layers[-1].W.shape[1]
+    label = data.draw(st.integers(0, n_out - 1))
+    others = [j for j in range(n_out) if j != label]
+    verdicts, x, by = solve_margins(lb, label, others, 30.0)
+    assert sorted(verdicts) == others
+    truth = {j: len(_truth(lb, *lb.root, label, j, 1 if j < label else 0)) > 0 for j in others}
+    for j, v in verdicts.items():
+        assert v in ({"sat", "unsat"} if x is None else {"sat", "unsat", "unknown"})
+        if v != "unknown":
+            assert v == ("sat" if truth[j] else "unsat"), (j, v)
+    if x is None:
+        assert by is None and not any(truth.values())
+    else:
+        assert verdicts[by] == "sat" and np.all((lb.xlo <= x) & (x <= lb.xhi))
+        out = lb.forward(x[None])[0]
+        assert out[label] - out[by] < (1 if by < label else 0)
 
 
 def test_prove_robustness_with_cp_sat_alone_equals_enumeration():

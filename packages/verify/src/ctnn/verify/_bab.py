@@ -29,7 +29,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
 
-from ._cpsat import solve_margin
+from ._cpsat import solve_margin, solve_margins
 from ._interval import Bounds
 from ._layered import Layer, Runs, evaluate_chain, layers_of, tabulate_runs
 from ._linear import Forms, concretize, max_of
@@ -774,8 +774,10 @@ def prove_robustness(net: Any, dtypes: dict[str, np.dtype], interval: dict[str, 
                      hi: np.ndarray, label: int, classes: list[int], deadline: float, violated: Any,
                      workers: int = 1, exact: float = 0.0) -> tuple[set[int], np.ndarray | None, dict[str, Any]] | None:  # fmt: skip
     """Branch and bound on each class that may beat ``label`` in the box (the easiest first),
-    each on ``workers`` processes; a class it leaves open gets the ``exact`` share of its
-    time in CP-SAT (:func:`~._cpsat.solve_margin`, ``workers`` threads).
+    each on ``workers`` processes, for ``1 - exact`` of its equal part of the time; the classes
+    it leaves open then go to CP-SAT together, until ``deadline`` (:func:`~._cpsat.solve_margins`,
+    ``workers`` threads each). With ``exact`` 0, branch and bound alone, each class its equal
+    part of what is left.
 
     Returns the classes proved unable to win, a witness input (or None) and stats; None when
     the graph is not MLP-shaped or too wide to tabulate. Ties go to the lower index, as in
@@ -792,25 +794,32 @@ def prove_robustness(net: Any, dtypes: dict[str, np.dtype], interval: dict[str, 
     order = sorted(classes, key=lambda j: -bounds.margin(label, j, rels, ls, us)[0][0])
     proved: set[int] = set()
     stats: dict[str, Any] = {"bab_branches": 0, "cpsat_s": 0.0, "cpsat_classes": 0, "witness_by": None}
+    # branch and bound gets (1 - exact) of each class's equal part of the time; what it leaves
+    # open goes to CP-SAT together, for all the time left
+    part = (1 - exact) * max(0.0, deadline - time.perf_counter()) / max(1, len(order))
+    pending: list[int] = []
     for n, j in enumerate(order):
         now = time.perf_counter()
         if now >= deadline:
             break
-        share = now + (deadline - now) / (len(order) - n)
-        thr = 1 if j < label else 0
-        verdict, x, branches = prove_margin(bounds, label, j, thr, now + (1 - exact) * (share - now), violated,
+        until = now + part if exact > 0 else now + (deadline - now) / (len(order) - n)
+        verdict, x, branches = prove_margin(bounds, label, j, 1 if j < label else 0, until, violated,
                                             workers=workers)  # fmt: skip
         stats["bab_branches"] += branches
-        by = "bab"
-        now = time.perf_counter()
-        if verdict == "open" and exact > 0 and now < share:
-            r, x = solve_margin(bounds, *bounds.root, label, j, thr, share - now, workers, conflicts=True)
-            stats["cpsat_s"] += time.perf_counter() - now
-            verdict, by = {"sat": "violated", "unsat": "proved"}.get(r, "open"), "cpsat"
-            stats["cpsat_classes"] += verdict != "open"
         if verdict == "violated":
-            stats["witness_by"] = by
+            stats["witness_by"] = "bab"
             return proved, x, stats
         if verdict == "proved":
             proved.add(j)
+        else:
+            pending.append(j)
+    now = time.perf_counter()
+    if pending and exact > 0 and now < deadline:
+        verdicts, x, _ = solve_margins(bounds, label, pending, deadline - now, workers)
+        stats["cpsat_s"] += time.perf_counter() - now
+        stats["cpsat_classes"] += sum(v != "unknown" for v in verdicts.values())
+        if x is not None:
+            stats["witness_by"] = "cpsat"
+            return proved, x, stats
+        proved.update(j for j, v in verdicts.items() if v == "unsat")
     return proved, None, stats
