@@ -112,11 +112,11 @@ def one(task: tuple[str, int, str, float, int]) -> dict:
     """One open class of one query, given to one method for ``limit`` seconds."""
     from ctnn.verify import __version__
     from ctnn.verify._bab import prove_margin
-    from ctnn.verify._cpsat import solve_margin
+    from ctnn.verify._cpsat import solve_margin, threshold_of
 
     case, other, method, limit, threads = task
     q, label, lb = _setup(case)
-    thr = 1 if other < label else 0  # ties go to the lower index
+    thr = threshold_of(label, other)
     t = time.perf_counter()
     row: dict = {"case": case, "cls": other, "method": method, "ctnn_verify": __version__}
     if method == "bab":

@@ -100,7 +100,7 @@ def test_step_conflicts_are_kept_per_box():
         )
         assert len(lb.cache) == 1
         # the same list, not one computed again under the same key
-        kept = kept or next(iter(lb.cache.values()))
+        kept = next(iter(lb.cache.values())) if kept is None else kept
         assert next(iter(lb.cache.values())) is kept
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
 
-from ._cpsat import solve_margin, solve_margins
+from ._cpsat import solve_margin, solve_margins, threshold_of
 from ._interval import Bounds
 from ._layered import Layer, Runs, evaluate_chain, layers_of, tabulate_runs
 from ._linear import Forms, concretize, max_of
@@ -803,7 +803,7 @@ def prove_robustness(net: Any, dtypes: dict[str, np.dtype], interval: dict[str, 
         if now >= deadline:
             break
         until = now + part if exact > 0 else now + (deadline - now) / (len(order) - n)
-        verdict, x, branches = prove_margin(bounds, label, j, 1 if j < label else 0, until, violated,
+        verdict, x, branches = prove_margin(bounds, label, j, threshold_of(label, j), until, violated,
                                             workers=workers)  # fmt: skip
         stats["bab_branches"] += branches
         if verdict == "violated":

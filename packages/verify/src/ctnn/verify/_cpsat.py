@@ -192,6 +192,12 @@ def _solver(limit: float, workers: int) -> cp_model.CpSolver:
     return solver
 
 
+def threshold_of(label: int, other: int) -> int:
+    """The least ``y[label] - y[other]`` for which ``label`` still wins: ties go to the lower
+    index (numpy's argmax), so a class below ``label`` must stay strictly below it."""
+    return 1 if other < label else 0
+
+
 def _outcome(bounds: Any, solver: cp_model.CpSolver, status: Any, xs: list[Any], label: int, other: int,
              threshold: int) -> tuple[str, np.ndarray | None]:  # fmt: skip
     """``solver``'s answer as ``solve_margin`` returns it; a satisfying input is run on the reference."""
@@ -209,6 +215,40 @@ def _outcome(bounds: Any, solver: cp_model.CpSolver, status: Any, xs: list[Any],
     return "sat", x
 
 
+def _search(bounds: Any, label: int, problems: list[tuple[int, int, cp_model.CpModel, list[Any]]],
+            deadline: float, workers: int) -> list[tuple[str, np.ndarray | None]]:  # fmt: skip
+    """Search every ``(other, threshold, model, inputs)`` of ``problems`` until ``deadline``, each
+    on its own thread (CP-SAT releases the GIL, so they share the core); the first satisfying
+    input stops the others. Each problem's answer as :func:`solve_margin` returns it."""
+    solvers = [_solver(deadline - time.perf_counter(), workers) for _ in problems]
+    statuses: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def search(i: int) -> None:
+        try:
+            statuses[i] = solvers[i].solve(problems[i][2])
+        except BaseException as e:  # noqa: BLE001 -- raised in the caller, below
+            errors.append(e)
+            statuses[i] = None
+        if statuses[i] in (cp_model.FEASIBLE, cp_model.OPTIMAL) or errors:
+            for s in solvers:  # one input that misses a margin decides the query
+                s.stop_search()
+
+    threads = [threading.Thread(target=search, args=(i,), daemon=True) for i in range(len(problems))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(min(max(0.0, deadline - time.perf_counter()), 1e7) + _GRACE_S)
+    for s in solvers:  # only a search that did not poll its limit is still running here
+        s.stop_search()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return [_outcome(bounds, solvers[i], statuses[i], xs, label, other, thr)
+            for i, (other, thr, _, xs) in enumerate(problems)]  # fmt: skip
+
+
 def solve_margin(bounds: Any, ls: list[np.ndarray], us: list[np.ndarray], label: int, other: int, threshold: int,
                  timeout_s: float, workers: int = 1, conflicts: bool = False) -> tuple[str, np.ndarray | None]:  # fmt: skip
     """Decide exactly whether an input of ``bounds``'s box (a :class:`~._bab.LayeredBounds`)
@@ -224,28 +264,21 @@ def solve_margin(bounds: Any, ls: list[np.ndarray], us: list[np.ndarray], label:
                          conflicts, bounds.cache)  # fmt: skip
     if built is None:
         return "unsat", None
-    model, xs = built
-    solver = _solver(timeout_s, workers)
-    guard = threading.Timer(solver.parameters.max_time_in_seconds + _GRACE_S, solver.stop_search)
-    guard.daemon = True
-    guard.start()
-    try:
-        status = solver.solve(model)
-    finally:
-        guard.cancel()
-    return _outcome(bounds, solver, status, xs, label, other, threshold)
+    # the limit is the search's alone: building the model is not counted
+    deadline = time.perf_counter() + min(max(0.0, float(timeout_s)), 1e7)
+    return _search(bounds, label, [(other, threshold, *built)], deadline, workers)[0]
 
 
 def solve_margins(bounds: Any, label: int, others: list[int], timeout_s: float,
                   workers: int = 1) -> tuple[dict[int, str], np.ndarray | None, int | None]:  # fmt: skip
-    """Decide the root margins ``y[label] - y[j] >= (1 if j < label else 0)`` of every ``j`` in
+    """Decide the root margins ``y[label] - y[j] >= threshold_of(label, j)`` of every ``j`` in
     ``others`` at once (one CP-SAT search each, on threads, with the step conflicts), for
     ``timeout_s`` seconds of wall clock.
 
     The searches share the core instead of each getting a fixed slice of the time: one that
     ends early leaves its part to the others, and no search is cut at a share it needed only
     a little more than (MNIST 84/4: class 7 takes about 41 s alone, the others seconds, and an
-    equal split of the minute cut it off). CP-SAT releases the GIL while it searches.
+    equal split of the minute cut it off).
 
     Returns each class's answer (``"sat"``, ``"unsat"`` or ``"unknown"``) and, at the first
     ``"sat"``, its input (confirmed on the reference) and class; the other searches are then
@@ -253,43 +286,18 @@ def solve_margins(bounds: Any, label: int, others: list[int], timeout_s: float,
     """
     deadline = time.perf_counter() + timeout_s
     verdicts: dict[int, str] = {}
-    runs: list[tuple[int, int, cp_model.CpModel, list[Any]]] = []
+    problems = []
     for j in others:
-        thr = 1 if j < label else 0
+        thr = threshold_of(label, j)
         built = margin_model(bounds.layers, bounds.runs, bounds.xlo, bounds.xhi, *bounds.root, label, j, thr,
                              True, bounds.cache)  # fmt: skip
         if built is None:
             verdicts[j] = "unsat"
         else:
-            runs.append((j, thr, *built))
-    solvers = [_solver(deadline - time.perf_counter(), workers) for _ in runs]
-    statuses: dict[int, Any] = {}
-    errors: list[BaseException] = []
-
-    def search(i: int) -> None:
-        try:
-            statuses[i] = solvers[i].solve(runs[i][2])
-        except BaseException as e:  # noqa: BLE001 -- raised in the caller, below
-            errors.append(e)
-            statuses[i] = None
-        if statuses[i] in (cp_model.FEASIBLE, cp_model.OPTIMAL) or errors:
-            for s in solvers:  # one input that misses a margin decides the query
-                s.stop_search()
-
-    threads = [threading.Thread(target=search, args=(i,), daemon=True) for i in range(len(runs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(min(max(0.0, deadline - time.perf_counter()), 1e7) + _GRACE_S)
-    for s in solvers:  # only a search that did not poll its limit is still running here
-        s.stop_search()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+            problems.append((j, thr, *built))
     witness, by = None, None
-    for i, (j, thr, _, xs) in enumerate(runs):
-        verdicts[j], x = _outcome(bounds, solvers[i], statuses[i], xs, label, j, thr)
+    for (j, *_), (verdict, x) in zip(problems, _search(bounds, label, problems, deadline, workers)):
+        verdicts[j] = verdict
         if x is not None and witness is None:
             witness, by = x, j
     return verdicts, witness, by
