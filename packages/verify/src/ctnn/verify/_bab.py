@@ -794,15 +794,15 @@ def prove_robustness(net: Any, dtypes: dict[str, np.dtype], interval: dict[str, 
     order = sorted(classes, key=lambda j: -bounds.margin(label, j, rels, ls, us)[0][0])
     proved: set[int] = set()
     stats: dict[str, Any] = {"bab_branches": 0, "cpsat_s": 0.0, "cpsat_classes": 0, "witness_by": None}
-    # branch and bound gets (1 - exact) of each class's equal part of the time; what it leaves
-    # open goes to CP-SAT together, for all the time left
-    part = (1 - exact) * max(0.0, deadline - time.perf_counter()) / max(1, len(order))
+    # with an exact share, branch and bound gets (1 - exact) of each class's equal part of the
+    # time, fixed now; what it leaves open goes to CP-SAT together, for all the time left
+    part = (1 - exact) * max(0.0, deadline - time.perf_counter()) / max(1, len(order)) if exact > 0 else None
     pending: list[int] = []
     for n, j in enumerate(order):
         now = time.perf_counter()
         if now >= deadline:
             break
-        until = now + part if exact > 0 else now + (deadline - now) / (len(order) - n)
+        until = now + part if part is not None else now + (deadline - now) / (len(order) - n)
         verdict, x, branches = prove_margin(bounds, label, j, threshold_of(label, j), until, violated,
                                             workers=workers)  # fmt: skip
         stats["bab_branches"] += branches
