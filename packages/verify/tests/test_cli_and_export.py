@@ -40,6 +40,21 @@ def test_cli_writes_the_verdict_and_json(model_file, tmp_path, capsys):
         assert all(-8 <= v <= 7 for v in body["counterexample"])
 
 
+def test_cli_names_the_classes_a_timeout_leaves_open(model_file, tmp_path, capsys):
+    x, out = tmp_path / "x.npy", tmp_path / "r.json"
+    lines = []
+    for row in np.random.default_rng(0).integers(-8, 8, size=(8, 3)):
+        np.save(x, row[None].astype(np.int8))
+        assert main(["robustness", str(model_file), "--input", str(x), "--eps", "2", "--timeout", "1e-6", "--no-attack",
+                     "--json", str(out)]) == 0  # fmt: skip
+        line, body = capsys.readouterr().out, json.loads(out.read_text())
+        if body["verdict"] == "unknown":
+            named = ", ".join(map(str, body["stats"]["open_classes"]))
+            assert f"(classes still open: {named})" in line
+            lines.append(line)
+    assert lines  # some of the eight boxes are not decided by the interval pass alone
+
+
 def test_cli_sample_index_and_errors(model_file, tmp_path, capsys):
     xs = tmp_path / "xs.npy"
     np.save(xs, np.array([[1, -2, 3], [0, 0, 0]]))

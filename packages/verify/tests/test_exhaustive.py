@@ -154,3 +154,28 @@ def test_attack_decides_when_branch_and_bound_is_off(tiny_nets):
             for eps in (2, 3):
                 _check(model, x0, eps, lo, hi, seen, bab=False)
     assert ("vulnerable", "attack") in seen
+
+
+def test_unknown_names_every_class_that_wins_somewhere(tiny_nets):
+    """A query cut short by its timeout says which classes are still open: every class that some
+    input of the box makes the prediction is among them, and the label never is."""
+    unknown = 0
+    for model, bits, sizes, seed in tiny_nets:
+        lo, hi = in_range(bits)
+        ref = ReferenceInterpreter(model)
+        x0 = np.random.default_rng(seed + 5).integers(lo, hi + 1, size=sizes[0])
+        for eps, timeout, bab in ((2, 1e-6, True), (3, 1e-6, True), (3, 0.01, False), (3, 0.03, False)):
+            label, robust, bad = exhaustive_truth(model, x0, eps, lo, hi)
+            r = verify_robustness(
+                model, x0, eps, input_range=(lo, hi), timeout_s=timeout, attack=False, bab=bab
+            )
+            if r.verdict != "unknown":
+                assert r.verdict == ("robust" if robust else "vulnerable")
+                continue
+            unknown += 1
+            winners = (
+                set(np.argmax(ref.run({"x": bad.astype(np.int8)})["y"], 1).tolist()) if len(bad) else set()
+            )
+            open_ = r.stats["open_classes"]
+            assert winners <= set(open_) and label not in open_, (winners, open_, r)
+    assert unknown  # the timeouts are short enough to leave some queries open

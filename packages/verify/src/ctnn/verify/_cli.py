@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         line += f": counterexample predicted {res.counterexample_label}"
     elif res.verdict == "unknown":
         line += f": {res.reason}"
+        if res.stats.get("open_classes"):
+            line += f" (classes still open: {', '.join(map(str, res.stats['open_classes']))})"
     print(line)
     if args.json:
         args.json.write_text(json.dumps(res.to_dict(), indent=2) + "\n")

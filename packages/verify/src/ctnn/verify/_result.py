@@ -17,7 +17,9 @@ class VerificationResult:
     ``verdict`` is ``"robust"`` (proved: no input in the box changes the prediction),
     ``"vulnerable"`` (``counterexample`` is an input in the box, replayed on the numpy
     reference and in onnxruntime, whose prediction is ``counterexample_label`` != ``label``)
-    or ``"unknown"`` (the solver ran out of time; ``reason`` says why). ``method`` is what
+    or ``"unknown"`` (the solver ran out of time; ``reason`` says why, and for local robustness
+    ``stats["open_classes"]`` names the classes not yet proved unable to win, where the stages
+    that ran track them). ``method`` is what
     decided: the interval pre-pass, the attack, branch and bound on backward linear bounds
     (``"bab"``, MLP-shaped graphs), CP-SAT on the integer program of such a graph where
     branch and bound left a class open (``"cpsat"``: it decided at least one class), the SMT

@@ -258,6 +258,8 @@ def _decide(
             return witness(x, "interval")
     t = time.perf_counter()
     if t >= t0 + timeout_s:  # no time left to encode, let alone solve
+        if isinstance(q.prop, LocalRobustness):
+            stats["open_classes"] = [j for j in others if j not in bab_proved]
         return done("unknown", "smt", reason="timeout")
     enc, cond = q.encode(encoding)
     stats.update(encode_s=time.perf_counter() - t, **enc.stats)
@@ -272,14 +274,16 @@ def _decide(
     )
     if goals == []:
         return done("robust", "smt")
-    return _solve(q, enc, cond, solver, t0 + timeout_s, done, witness, stats, goals)
+    classes = None if goals is None else [j for j, _ in goals]
+    return _solve(q, enc, cond, solver, t0 + timeout_s, done, witness, stats,
+                  None if goals is None else [c for _, c in goals], classes)  # fmt: skip
 
 
 def _robustness_goals(q: _Query, enc: Encoding, stats: dict[str, Any],
-                      proved: set[int] = frozenset()) -> list[z3.BoolRef] | None:  # fmt: skip
-    """One goal per class that may beat the label: classes the linear margin rules out (or branch
-    and bound proved, ``proved``) are dropped, the rest ordered by that margin, smallest first
-    (the quick UNSATs before the hard ones)."""
+                      proved: set[int] = frozenset()) -> list[tuple[int, z3.BoolRef]] | None:  # fmt: skip
+    """One ``(class, goal)`` per class that may beat the label: classes the linear margin rules out
+    (or branch and bound proved, ``proved``) are dropped, the rest ordered by that margin,
+    smallest first (the quick UNSATs before the hard ones)."""
     if q.linear is None:
         return None
     f = q.linear.ensure(q.net.output_name)
@@ -301,7 +305,7 @@ def _robustness_goals(q: _Query, enc: Encoding, stats: dict[str, Any],
         if c is not False:
             ranked.append((gap, j, c))
     stats["classes_ruled_out_by_margin"] = len(enc.outputs) - 1 - len(ranked)
-    return [c for _, _, c in sorted(ranked, key=lambda g: g[:2])]
+    return [(j, c) for _, j, c in sorted(ranked, key=lambda g: g[:2])]
 
 
 def goals_of(cond: z3.BoolRef) -> list[z3.BoolRef]:
@@ -310,17 +314,20 @@ def goals_of(cond: z3.BoolRef) -> list[z3.BoolRef]:
 
 
 def _solve(q: _Query, enc: Encoding, cond: z3.BoolRef, solver: str, deadline: float, done: Any,
-           witness: Any, stats: dict[str, Any], goals: list[z3.BoolRef] | None = None) -> VerificationResult:  # fmt: skip
-    """The SMT stage: each goal checked incrementally on one solver instance; sat -> a replayed witness."""
+           witness: Any, stats: dict[str, Any], goals: list[z3.BoolRef] | None = None,
+           classes: list[int] | None = None) -> VerificationResult:  # fmt: skip
+    """The SMT stage: each goal checked incrementally on one solver instance; sat -> a replayed
+    witness. ``classes[k]`` names goal ``k``'s class, for ``stats["open_classes"]``."""
     t = time.perf_counter()
     goals = goals_of(cond) if goals is None else goals
     session = Session(enc.constraints, goals, solver, timeout_s=deadline - t)
     stats["goals"] = len(goals)
-    open_goals, reason = 0, ""
+    open_goals: list[int] = []
+    reason = ""
     for k in range(len(goals)):
         left = deadline - time.perf_counter()
         if left <= 0:
-            open_goals += len(goals) - k
+            open_goals += range(k, len(goals))
             reason = reason or "timeout"
             break
         r = session.check(k, left)
@@ -334,11 +341,13 @@ def _solve(q: _Query, enc: Encoding, cond: z3.BoolRef, solver: str, deadline: fl
             expected = (np.array([enc.value(e, m) for e in enc.outputs], np.int64) if m is not None
                         else enc.evaluate(x))  # fmt: skip
             return witness(x, "smt", expected, solver_time_s=solver_s)
-        open_goals += 1
+        open_goals.append(k)
         reason = reason or session.reason
-    stats.update(session.stats, open_goals=open_goals)
+    stats.update(session.stats, open_goals=len(open_goals))
+    if classes is not None and open_goals:
+        stats["open_classes"] = sorted(classes[k] for k in open_goals)
     solver_s = time.perf_counter() - t
-    if open_goals == 0:
+    if not open_goals:
         return done("robust", "smt", solver_time_s=solver_s)
     return done("unknown", "smt", solver_time_s=solver_s, reason=reason or "unknown")
 
