@@ -274,9 +274,10 @@ def _decide(
     )
     if goals == []:
         return done("robust", "smt")
-    classes = None if goals is None else [j for j, _ in goals]
-    return _solve(q, enc, cond, solver, t0 + timeout_s, done, witness, stats,
-                  None if goals is None else [c for _, c in goals], classes)  # fmt: skip
+    classes = None
+    if goals is not None:
+        classes, goals = [j for j, _ in goals], [c for _, c in goals]
+    return _solve(q, enc, cond, solver, t0 + timeout_s, done, witness, stats, goals, classes)
 
 
 def _robustness_goals(q: _Query, enc: Encoding, stats: dict[str, Any],
