@@ -81,6 +81,15 @@ def test_continuous_net_evaluate_and_compress(tmp_path, capsys):
     assert compressed.basis == "piecewise_linear" and cfg["compression"] == report
 
 
+def test_train_mlp_for_verification(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "10", "--interval-eps", "1", "--out", str(out), "--no-progress"]) == 0
+    training = json.loads((out / "metrics.json").read_text())["training"]
+    assert training["interval_eps"] == 1.0 and training["interval_clip"] == [0.0, 16.0]
+    with pytest.raises(SystemExit, match="--interval-eps trains an mlp.*--model ltc"):
+        main(["train", "--model", "ltc", "--interval-eps", "1", "--out", str(tmp_path), "--no-progress"])
+
+
 def test_bad_arguments():
     with pytest.raises(SystemExit):
         main(["train", "--model", "transformer", "--out", "x"])

@@ -30,3 +30,20 @@ def test_forward_is_relu_between_linears_and_none_after_last():
 def test_bad_sizes(sizes):
     with pytest.raises(ValueError, match="MLP needs"):
         MLP(sizes)
+
+
+def test_interval_logits_bound_every_input_of_the_box():
+    torch.manual_seed(0)
+    net = MLP([8, 16, 12, 5])
+    lo = torch.randn(4, 8)
+    hi = lo + torch.rand(4, 8) * 0.5
+    with torch.no_grad():
+        low, up = net.interval_logits(lo, hi)
+    assert low.shape == up.shape == (4, 5) and bool((low <= up).all())
+    x = lo[:, None] + torch.rand(4, 2000, 8) * (hi - lo)[:, None]
+    with torch.no_grad():
+        y = net(x)
+        point = net.interval_logits(lo, lo)
+    assert bool((y >= low[:, None] - 1e-5).all()) and bool((y <= up[:, None] + 1e-5).all())
+    # a box of one point bounds exactly its logits
+    assert torch.allclose(point[0], net(lo), atol=1e-5) and torch.allclose(point[1], net(lo), atol=1e-5)

@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--hidden", type=int, nargs="+", default=[32], help="mlp: hidden layer sizes")
     t.add_argument(
+        "--interval-eps", type=float, default=0.0,
+        help="mlp: train for verification, by interval bound propagation over the L∞ box of this radius "
+        "(in the data's units, clipped to its value range)",
+    )  # fmt: skip
+    t.add_argument(
         "--units", type=int, default=None, help="sequence models: neurons (default 16 ltc, 32 others)"
     )
     t.add_argument("--ode-unfolds", type=int, default=None, help="ltc, ctrnn: solver steps per input step")
@@ -136,6 +141,11 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         "epochs": args.epochs, "lr": lr, "batch_size": args.batch_size,
         "patience": args.patience, "seed": args.seed, "clip_grad_norm": clip,
     }  # fmt: skip
+    if args.interval_eps:
+        if args.model != "mlp":
+            raise SystemExit(f"--interval-eps trains an mlp (its interval bounds), not --model {args.model}")
+        training["interval_eps"] = args.interval_eps
+        training["interval_clip"] = list(data.value_range)
     result = train_classifier(model, data, progress=not args.no_progress, **training)
     metrics = {
         "val_accuracy": result.val_accuracy,

@@ -41,3 +41,21 @@ class MLP(nn.Module):
         for layer in hidden:
             x = nn.functional.relu(layer(x))
         return last(x)
+
+    def interval_logits(self, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+        """Bounds ``(lower, upper)`` ``[N, sizes[-1]]`` on the logits of every input in the box
+        ``lo <= x <= hi`` (``[N, sizes[0]]``), by interval bound propagation (Gowal et al., 2018).
+
+        Each layer maps the box's centre through the layer and its radius through ``|W|``,
+        and ReLU maps both ends. Differentiable, for verification-aware training
+        (``train_classifier(..., interval_eps=)``); sound up to float rounding, so it is no
+        proof: ctnn.verify proves properties of the integer network.
+        """
+        last = self.layers[-1]
+        for layer in self.layers:
+            mid = layer((lo + hi) / 2)
+            rad = nn.functional.linear((hi - lo) / 2, layer.weight.abs())
+            lo, hi = mid - rad, mid + rad
+            if layer is not last:
+                lo, hi = nn.functional.relu(lo), nn.functional.relu(hi)
+        return lo, hi
