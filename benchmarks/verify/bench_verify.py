@@ -245,7 +245,7 @@ def _ibp_summary(q: dict) -> list[str]:
     return [
         f"- The same MLP trained by interval bound propagation (`mnist-ibp`, a different network, outside "
         f"the target): {n_to} timeouts on its {len(rs)} queries, the slowest decided in "
-        f"{max(v['time_s'] for v in rs if v['verdict'] != 'unknown'):.1f} s; integer test accuracy "
+        f"{max((v['time_s'] for v in rs if v['verdict'] != 'unknown'), default=0.0):.1f} s; integer test accuracy "
         f"{_accuracy('mnist-ibp')} against {_accuracy('mnist')}."
     ]
 
