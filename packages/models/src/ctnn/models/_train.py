@@ -47,12 +47,11 @@ def _as_tensor(a: np.ndarray | Tensor, dtype: torch.dtype) -> Tensor:
     return a.to(dtype) if isinstance(a, Tensor) else torch.as_tensor(np.asarray(a), dtype=dtype)
 
 
-def _loss(model: nn.Module, x: Tensor, y: Tensor, eps: float, ramp: float,
+def _loss(logits: Tensor, y: Tensor, model: nn.Module, x: Tensor, eps: float, ramp: float,
           clip: tuple[float, float] | None) -> Tensor:  # fmt: skip
-    """Cross-entropy on the logits; with ``eps > 0``, mixed with cross-entropy on the worst logits
-    over the L∞ box of radius ``eps`` (the label's lower bound, the others' upper bounds), whose
-    weight is ``ramp / 2`` (Gowal et al.'s κ = 1 - ramp / 2)."""
-    logits = model(x)
+    """Cross-entropy on ``logits`` (``model(x)``); with ``eps > 0``, mixed with cross-entropy on
+    the worst logits over the L∞ box of radius ``eps`` around ``x`` (the label's lower bound, the
+    others' upper bounds), whose weight is ``ramp / 2`` (Gowal et al.'s κ = 1 - ramp / 2)."""
     clean = nn.functional.cross_entropy(logits, y)
     if eps <= 0:
         return clean
@@ -81,7 +80,7 @@ def _evaluate(model: nn.Module, X: Tensor, y: Tensor, batch_size: int, eps: floa
         xb, yb = X[i : i + batch_size], y[i : i + batch_size]
         logits = model(xb)
         if eps > 0:
-            loss_sum += float(_loss(model, xb, yb, eps, 1.0, clip)) * len(yb)
+            loss_sum += float(_loss(logits, yb, model, xb, eps, 1.0, clip)) * len(yb)
         else:
             loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
         correct += int((logits.argmax(dim=1) == yb).sum())
@@ -192,7 +191,8 @@ def train_classifier(
         loss_sum = 0.0
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
-            loss = _loss(model, X_tr[idx], y_tr[idx], interval_eps * ramp, ramp, interval_clip)
+            xb, yb = X_tr[idx], y_tr[idx]
+            loss = _loss(model(xb), yb, model, xb, interval_eps * ramp, ramp, interval_clip)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if clip_grad_norm is not None:
