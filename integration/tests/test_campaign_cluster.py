@@ -285,3 +285,12 @@ def test_sweep_is_a_task_graph_that_reuses_stored_stages(ray_cluster, tmp_path):
     )
     with ResultStore(tmp_path / "sweep.sqlite") as s:
         assert [r["model"] for r in s.results("sweep")] == ["mlp_w8", "mlp_w8"]
+    # interval training is part of the recipe: a new train key, and weights that differ from the same seed's
+    trained = tmp_path / "artifacts" / "train"
+    (plain,) = trained.glob("*/model.safetensors")
+    (tmp_path / "s.toml").write_text(SWEEP.format().replace("seed = 0}", "seed = 0, interval_eps = 1.0}"))
+    ibp = _ctnn(ray_cluster, "campaign", "run", "s.toml", "--address", ray_cluster.address, cwd=tmp_path)
+    assert ibp.returncode == 0, ibp.stderr[-3000:]
+    assert "stages: 3 ran, 0 reused" in ibp.stdout
+    (interval,) = set(trained.glob("*/model.safetensors")) - {plain}
+    assert plain.read_bytes() != interval.read_bytes()

@@ -159,6 +159,39 @@ def test_bad_config_is_a_clear_error(tmp_path):
         PipelineConfig.from_dict({"lipschitz_eps": 0.0})
 
 
+def test_mlp_trains_for_verification_when_asked(tmp_path):
+    from ctnn.pipeline._pipeline import Console, stage_train
+    from ctnn.pipeline._report import _architecture
+
+    weights = {}
+    for eps in (0.0, 1.0):
+        cfg = PipelineConfig(families=["mlp"], epochs=5, bias_bits=[], mlp_interval_eps=eps)
+        (tmp_path / str(eps)).mkdir()
+        out = stage_train(tmp_path / str(eps), cfg, Console(quiet=True))
+        weights[eps] = (tmp_path / str(eps) / out["mlp"]["checkpoint"]).read_bytes()
+        assert out["mlp"]["epochs_run"] == 5 and out["mlp"]["test_accuracy"] > 0.5
+    # the same seed and data: only the interval term can make the weights differ
+    assert weights[0.0] != weights[1.0]
+    assert _architecture("mlp", cfg.to_dict()) == "MLP 64-32-10, interval training ε = 1"
+    assert _architecture("mlp", PipelineConfig().to_dict()) == "MLP 64-32-10"
+    with pytest.raises(ValueError, match=r"mlp_interval_eps must be >= 0 \(in the data's units\), got -0.5"):
+        PipelineConfig.from_dict({"mlp_interval_eps": -0.5})
+
+
+def test_a_run_from_before_a_config_key_resumes(tmp_path):
+    from ctnn.pipeline import STAGES, run_pipeline
+
+    old = PipelineConfig().to_dict()
+    del old["mlp_interval_eps"]  # a run started before the key existed: it reads as its default
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    for name, _ in STAGES:
+        (tmp_path / "stages" / f"{name}.json").write_text("{}")
+    assert run_pipeline(PipelineConfig(), tmp_path, quiet=True) == tmp_path.resolve()
+    with pytest.raises(ValueError, match="was started with another configuration"):
+        run_pipeline(PipelineConfig(mlp_interval_eps=0.5), tmp_path, quiet=True)
+
+
 def test_state_bits_per_family():
     cfg = PipelineConfig()
     assert cfg.state_bits_for("lstm", 4) == 16 and cfg.state_bits_for("ltc", 8) is None

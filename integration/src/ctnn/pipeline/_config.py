@@ -26,6 +26,9 @@ class PipelineConfig:
     families: list[str] = field(default_factory=lambda: list(ALL_FAMILIES))
     mlp_sizes: list[int] = field(default_factory=lambda: [64, 32, 10])
     epochs: int = 60  # MLP
+    # > 0: the MLP trains for verification (interval bounds over an L∞ box of this radius, in the
+    # data's units; ctnn.models.train_classifier's interval_eps), which leaves the campaign less to search
+    mlp_interval_eps: float = 0.0
     continuous_epochs: int = 10
     ltc_units: int = 8  # units of every recurrent family
     ltc_epochs: int = 150  # most epochs of every recurrent family (early stopping: ``seq_patience``)
@@ -113,6 +116,9 @@ class PipelineConfig:
         for e in self.eps:
             if not isinstance(e, int) or e < 0:
                 raise ValueError(f"{source}: eps must be non-negative integers (input codes), got {e!r}")
+        if not self.mlp_interval_eps >= 0:
+            raise ValueError(f"{source}: mlp_interval_eps must be >= 0 (in the data's units), "
+                             f"got {self.mlp_interval_eps!r}")  # fmt: skip
         if self.samples < 1 or self.timeout_s <= 0 or self.bias_samples < 1 or self.bias_eps < 0:
             raise ValueError(f"{source}: samples, bias_samples must be >= 1, bias_eps >= 0, timeout_s > 0")
 

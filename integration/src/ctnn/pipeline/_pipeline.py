@@ -135,9 +135,11 @@ def _train_exam(run: Path, cfg: PipelineConfig, con: Console) -> dict[str, Any]:
 _LR = {"mlp": 3e-3, "continuous_net": 1e-2, "ltc": 2e-2}
 
 
-def _train_options(family: str, cfg: PipelineConfig) -> dict[str, Any]:
+def _train_options(family: str, cfg: PipelineConfig, data: Any) -> dict[str, Any]:
     """``train_classifier`` options: the recurrent families in small batches with gradient clipping."""
     lr = _LR.get(family, 5e-3)
+    if family == "mlp" and cfg.mlp_interval_eps:
+        return {"lr": lr, "interval_eps": cfg.mlp_interval_eps, "interval_clip": data.value_range}
     if family in ("mlp", "continuous_net"):
         return {"lr": lr}
     return {"lr": lr, "batch_size": cfg.seq_batch_size, "patience": cfg.seq_patience, "clip_grad_norm": 1.0}
@@ -161,7 +163,7 @@ def stage_train(run: Path, cfg: PipelineConfig, con: Console) -> dict[str, Any]:
         t0 = time.process_time()
         con.say(f"  [{i}/{len(cfg.families)}] {family} on {data.name}, at most {epochs} epochs")
         hist = train_classifier(model, data, epochs=epochs, seed=cfg.seed, progress=not con.quiet,
-                                **_train_options(family, cfg))  # fmt: skip
+                                **_train_options(family, cfg, data))  # fmt: skip
         acc = accuracy(model, data.X_test, data.y_test)
         save_checkpoint(model, models / f"{family}.safetensors")
         con.say(f"      float test accuracy {100 * acc:.2f}% ({time.process_time() - t0:.1f} s CPU)")
@@ -521,7 +523,8 @@ def run_pipeline(
     (run / "stages").mkdir(exist_ok=True)
     cfg_path = run / "config.json"
     if cfg_path.exists():
-        saved = json.loads(cfg_path.read_text())
+        # a key the run's version did not have yet reads as its default (so the run resumes)
+        saved = {**PipelineConfig().to_dict(), **json.loads(cfg_path.read_text())}
         if saved != cfg.to_dict():
             raise ValueError(
                 f"{run} was started with another configuration ({cfg_path}); use a new run directory"

@@ -140,7 +140,9 @@ def _bias(r: Report, run: Path, verify: dict, results: list[dict]) -> None:
 def _architecture(family: str, cfg: dict) -> str:
     """What the pipeline built for ``family`` (see ``_pipeline._build``), in a few words."""
     if family == "mlp":
-        return "MLP " + "-".join(str(n) for n in cfg.get("mlp_sizes", []))
+        eps = cfg.get("mlp_interval_eps")
+        how = f", interval training ε = {eps:g}" if eps else ""
+        return "MLP " + "-".join(str(n) for n in cfg.get("mlp_sizes", [])) + how
     if family == "continuous_net":
         return "ContinuousNet, width 16, 4 basis functions"
     units = f"{cfg.get('ltc_units')} units"

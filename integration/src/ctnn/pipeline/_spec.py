@@ -31,6 +31,9 @@ _MODEL_KEYS = {
     "deploy_inputs",
 }
 _SELECT = ("correct", "first", "random")
+#: An MLP recipe takes only these (another kind's other keys go to its builder): the train task
+#: would ignore anything else, and a misspelt key would go unnoticed.
+_MLP_RECIPE_KEYS = {"kind", "seed", "dataset", "epochs", "lr", "sizes", "interval_eps"}
 
 
 @dataclass
@@ -254,17 +257,32 @@ def _model(m: dict, i: int, root: Path, src: str) -> ModelSpec:
             root, _typed(m, "checkpoint", str, "", src, where), src, f"{where}.checkpoint"
         )
     else:
-        spec.recipe = _typed(m, "recipe", dict, {}, src, where)
-        kind = spec.recipe.get("kind", "mlp")
-        from ctnn.models import CLASSIFIERS
-
-        if kind != "mlp" and kind not in CLASSIFIERS:
-            raise ValueError(
-                f"{src}: {where}.recipe.kind = {kind!r}: not one of {sorted({'mlp', *CLASSIFIERS})}"
-            )
+        spec.recipe = _recipe(_typed(m, "recipe", dict, {}, src, where), src, f"{where}.recipe")
     if not spec.name:
         spec.name = (spec.onnx or spec.checkpoint).stem if (spec.onnx or spec.checkpoint) else f"model{i}"
     return spec
+
+
+def _recipe(r: dict[str, Any], src: str, where: str) -> dict[str, Any]:
+    """Check a sweep's recipe: its kind, an MLP's keys, and the interval-training radius."""
+    from ctnn.models import CLASSIFIERS
+
+    kind = _typed(r, "kind", str, "mlp", src, where)
+    if kind != "mlp" and kind not in CLASSIFIERS:
+        raise ValueError(f"{src}: {where}.kind = {kind!r}: not one of {sorted({'mlp', *CLASSIFIERS})}")
+    if kind == "mlp":
+        _unknown(r, _MLP_RECIPE_KEYS, src, f"{where} keys of an mlp")
+    elif "interval_eps" in r or "sizes" in r:
+        key = "interval_eps" if "interval_eps" in r else "sizes"
+        raise ValueError(f"{src}: {where}.{key} applies to kind = 'mlp' only, not to {kind!r}")
+    if _typed(r, "interval_eps", (int, float), 0.0, src, where) < 0:
+        raise ValueError(
+            f"{src}: {where}.interval_eps = {r['interval_eps']!r} must be >= 0 (in the data's units)"
+        )
+    if _typed(r, "epochs", int, 1, src, where) < 1 or _typed(r, "lr", (int, float), 1.0, src, where) <= 0:
+        raise ValueError(f"{src}: {where}: epochs must be >= 1 and lr > 0")
+    _typed(r, "seed", int, 0, src, where)
+    return r
 
 
 def _properties(tables: list[dict], root: Path, src: str) -> list[tuple[str, dict[str, Any]]]:

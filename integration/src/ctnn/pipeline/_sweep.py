@@ -79,9 +79,10 @@ def _train_task(recipe: dict[str, Any], out_dir: str) -> dict[str, Any]:
     kind, seed = r.pop("kind", "mlp"), r.pop("seed", 0)
     data = _dataset(r.pop("dataset", "digits"), seed)
     epochs, lr = r.pop("epochs", 40), r.pop("lr", 3e-3)
+    interval = {"interval_eps": r.pop("interval_eps", 0.0), "interval_clip": data.value_range}
     torch.manual_seed(seed)
     model = MLP(r.pop("sizes", [64, 32, 10])) if kind == "mlp" else build_classifier(kind, data, **r)
-    train_classifier(model, data, epochs=epochs, lr=lr, seed=seed, progress=False)
+    train_classifier(model, data, epochs=epochs, lr=lr, seed=seed, progress=False, **interval)
     path = Path(out_dir) / "model.safetensors"
     save_checkpoint(model, path)
     return {"checkpoint": str(path), "test_accuracy": accuracy(model, data.X_test, data.y_test)}

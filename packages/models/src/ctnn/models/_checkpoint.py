@@ -73,7 +73,10 @@ def save_checkpoint(
     args = get_config()
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={"family": family, "config": cfg_path.name})
+    # One metadata entry: safetensors writes several in a random order (safetensors issue #584),
+    # and the same weights must give the same bytes (sweeps and campaigns key checkpoints by sha256)
+    meta = {"ctnn": json.dumps({"config": cfg_path.name, "family": family}, sort_keys=True)}
+    save_file(tensors, str(path), metadata=meta)
     own: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "family": family,
