@@ -93,3 +93,12 @@ def test_train_mlp_for_verification(tmp_path):
 def test_bad_arguments():
     with pytest.raises(SystemExit):
         main(["train", "--model", "transformer", "--out", "x"])
+
+
+def test_bad_data_and_checkpoints_are_errors_not_tracebacks(tmp_path, capsys):
+    assert main(["train", "--dataset", "nodata", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    assert "ctnn-models: error: unknown data set 'nodata'; known: [" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "gone.safetensors")]) == 2
+    assert (
+        f"ctnn-models: error: {tmp_path / 'gone.safetensors'}: no such checkpoint" in capsys.readouterr().err
+    )

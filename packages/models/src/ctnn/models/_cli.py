@@ -216,16 +216,20 @@ def _compress(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ctnn-models`` console script."""
     args = _parser().parse_args(argv)
-    if args.command == "train":
-        m = _train(args)
-        print(
-            f"{args.model} on {args.dataset}: test accuracy {m['test_accuracy']:.4f} "
-            f"(val {m['val_accuracy']:.4f}, best epoch {m['best_epoch']}/{m['epochs_run']}) -> {args.out}"
-        )
-    elif args.command == "evaluate":
-        _evaluate(args)
-    elif args.command == "compress":
-        _compress(args)
+    try:
+        if args.command == "train":
+            m = _train(args)
+            print(
+                f"{args.model} on {args.dataset}: test accuracy {m['test_accuracy']:.4f} "
+                f"(val {m['val_accuracy']:.4f}, best epoch {m['best_epoch']}/{m['epochs_run']}) -> {args.out}"
+            )
+        elif args.command == "evaluate":
+            _evaluate(args)
+        elif args.command == "compress":
+            _compress(args)
+    except (ValueError, OSError) as exc:  # a bad data set, checkpoint or option: its message, not a traceback
+        print(f"ctnn-models: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
