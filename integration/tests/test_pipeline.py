@@ -157,6 +157,20 @@ def test_bad_config_is_a_clear_error(tmp_path):
         PipelineConfig.from_dict({"state_bits": 32})
     with pytest.raises(ValueError, match="lipschitz_eps must be > 0"):
         PipelineConfig.from_dict({"lipschitz_eps": 0.0})
+    for key, value, expected in [("epochs", "60", "int"), ("eps", 2, "list[int]"), ("families", "mlp", "list[str]"),
+                                 ("act_bits", 4.5, "int | None"), ("float_baselines", 1, "bool"),
+                                 ("mlp_interval_eps", "x", "float"), ("samples", True, "int")]:  # fmt: skip
+        with pytest.raises(
+            ValueError, match=re.escape(f"{key} = {value!r} has the wrong type; expected {expected}")
+        ):
+            PipelineConfig.from_dict({key: value})
+    (tmp_path / "bad3.toml").write_text('[pipeline]\nepochs = "60"\n')
+    proc = _ctnn("pipeline", "--config", "bad3.toml", cwd=tmp_path)
+    assert proc.returncode == 2 and "bad3.toml: epochs = '60' has the wrong type; expected int" in proc.stderr
+    cfg = PipelineConfig.from_dict(
+        {"timeout_s": 5, "act_bits": None, "mlp_interval_eps": 1}
+    )  # an int is a float
+    assert cfg.timeout_s == 5 and cfg.act_bits is None
 
 
 def test_mlp_trains_for_verification_when_asked(tmp_path):

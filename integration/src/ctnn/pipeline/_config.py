@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,24 @@ ALL_FAMILIES = ("mlp", "continuous_net", "ltc", "ctrnn", "lstm", "gru", "lipschi
 SIM_TARGETS = ("cortex-m3", "cortex-m4")  # checked on ``sim_inputs`` inputs only (``fpga``: ``fpga_inputs``)
 #: Families whose quantizer can keep the state in a wider accumulator (ctnn-quant's ``state_bits``).
 WIDE_STATE_FAMILIES = ("lipschitz_rnn", "ctrnn", "lstm", "gru")
+
+
+def _is(value: Any, tp: Any) -> bool:
+    """Whether a TOML value fits a field's type (``int``, ``float``, ``str``, ``bool``, ``list[...]``, ``X | None``)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is list:
+        return isinstance(value, list) and all(_is(v, args[0]) for v in value)
+    if args:  # a union: X | None
+        return any(_is(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if isinstance(value, bool):  # a TOML true is not a number
+        return tp is bool
+    return isinstance(value, (int, float)) if tp is float else isinstance(value, tp)
+
+
+def _name(tp: Any) -> str:
+    return str(tp).replace("NoneType", "None") if typing.get_args(tp) else tp.__name__
 
 
 @dataclass
@@ -86,6 +105,12 @@ class PipelineConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"{source}: unknown config keys {unknown}; known keys: {sorted(names)}")
+        hints = typing.get_type_hints(cls)
+        for key, value in data.items():
+            if not _is(value, hints[key]):
+                raise ValueError(
+                    f"{source}: {key} = {value!r} has the wrong type; expected {_name(hints[key])}"
+                )
         cfg = cls(**data)
         cfg.validate(source)
         return cfg
