@@ -58,6 +58,28 @@ def test_workers_must_be_a_positive_integer(model, workers):
         verify_robustness(model, X, 1, input_range=(-8, 7), workers=workers)
 
 
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), float("inf"), True, "5", None])
+def test_timeout_must_be_a_positive_number(model, timeout):
+    from ctnn.verify import float_int_gap, max_difference, verify_bias, verify_equivalence, verify_targeted
+
+    box = (np.array([-8, -8, -8]), np.array([7, 7, 7]))
+    fm = [(np.ones((3, 4)), np.zeros(4)), (np.ones((4, 3)), np.zeros(3))]
+    calls = [
+        lambda t: verify_robustness(model, X, 1, input_range=(-8, 7), timeout_s=t),
+        lambda t: verify_targeted(model, X, 1, target=0, input_range=(-8, 7), timeout_s=t),
+        lambda t: verify_bias(model, sensitive=0, sensitive_values=[-8, 7], box=box, timeout_s=t),
+        lambda t: verify_equivalence(model, model, box=box, timeout_s=t),
+        lambda t: max_difference(model, model, box=box, timeout_s=t),
+        lambda t: float_int_gap(fm, model, box=box, input_quant=(1.0, 0), output_quant=(1.0, 0), timeout_s=t),
+    ]
+    for call in calls:
+        with pytest.raises(
+            VerifyError, match=f"timeout_s must be a positive number of seconds, got {timeout!r}"
+        ):
+            call(timeout)
+    assert calls[0](5).verdict in ("robust", "vulnerable")
+
+
 def test_a_1xF_sample_is_accepted(model):
     r = verify_robustness(model, X[None, :], 0, input_range=(-8, 7))
     assert r.verdict == "robust" and r.method == "interval"

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import BoxError
+from ._errors import BoxError, check_timeout
 from ._network import ModelLike, Network, as_network
 from ._product import n_outputs
 from ._relational import Pairing, check_output, input_box, max_gap
@@ -99,7 +99,7 @@ def verify_bias(
     >>> r.exact and r.gap == abs(r.witness_outputs[0][0] - r.witness_outputs[1][0])
     True
     """
-    deadline = Deadline(timeout_s)
+    deadline = Deadline(check_timeout(timeout_s))
     stages = Stages(attack, interval, encoding, seed, solver)
     net = as_network(model, input_range)
     sens = _sensitive(net, sensitive)

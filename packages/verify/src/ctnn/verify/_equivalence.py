@@ -24,7 +24,7 @@ import numpy as np
 
 from ctnn.quant import read_sidecar, sidecar_path
 
-from ._errors import BoxError, UnsupportedError
+from ._errors import BoxError, UnsupportedError, check_timeout
 from ._network import ModelLike, Network, as_network
 from ._product import n_outputs
 from ._properties import ArgmaxAgreement, OutputGap
@@ -148,7 +148,7 @@ def verify_equivalence(
     >>> verify_equivalence(a, a, input_range=(-4, 3)).verdict
     'equivalent'
     """
-    deadline = Deadline(timeout_s)
+    deadline = Deadline(check_timeout(timeout_s))
     stages = Stages(attack, interval, encoding, seed, solver)
     pairing, boxes, t, d = _product(model_a, model_b, input_range, x_codes, eps, box, units, scales, delta)
     out = check_output(pairing.m, output)
@@ -179,7 +179,7 @@ def verify_argmax_equivalence(
     >>> verify_argmax_equivalence(a, a, input_range=(-4, 3)).equivalent
     True
     """
-    deadline = Deadline(timeout_s)
+    deadline = Deadline(check_timeout(timeout_s))
     stages = Stages(attack, interval, encoding, seed, solver)
     pairing, boxes, _, _ = _product(model_a, model_b, input_range, x_codes, eps, box)
     r, runs = decide_boxes(pairing, ArgmaxAgreement(pairing.m), boxes, stages, deadline)
@@ -215,7 +215,7 @@ def max_difference(
     >>> max_difference(a, a, input_range=(-4, 3)).bound
     0
     """
-    deadline = Deadline(timeout_s)
+    deadline = Deadline(check_timeout(timeout_s))
     stages = Stages(attack, interval, encoding, seed, solver)
     pairing, boxes, _, d = _product(model_a, model_b, input_range, x_codes, eps, box, units, scales)
     out = check_output(pairing.m, output)

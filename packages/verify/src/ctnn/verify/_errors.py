@@ -8,6 +8,9 @@ unchanged. :class:`WitnessError` is different: it means ctnn-verify itself is wr
 
 from __future__ import annotations
 
+import math
+from numbers import Real
+
 
 class VerifyError(ValueError):
     """A query ctnn-verify cannot answer as asked."""
@@ -31,3 +34,10 @@ class WitnessError(RuntimeError):
 
 class BoxError(SampleError):
     """An input box (or a sensitive feature, or its values) does not fit the graph's input codes."""
+
+
+def check_timeout(timeout_s: object) -> float:
+    """``timeout_s`` in seconds, checked: a positive finite number (with none, a query could only say unknown)."""
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, Real) or not 0 < timeout_s < math.inf:
+        raise VerifyError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+    return float(timeout_s)

@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ._errors import BoxError, UnsupportedError, WitnessError
+from ._errors import BoxError, UnsupportedError, WitnessError, check_timeout
 from ._network import ModelLike, as_network
 from ._relational import input_box
 from ._verify import _Query
@@ -234,6 +234,7 @@ def float_int_gap(
     True
     """
     t0 = time.perf_counter()
+    check_timeout(timeout_s)
     fm = as_float_mlp(float_model)
     net = as_network(model, input_range)
     s_in, z_in, s_out, z_out = _scales(net, input_quant, output_quant)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import SampleError
+from ._errors import SampleError, check_timeout
 from ._network import ModelLike, as_network
 from ._properties import TargetedAttack
 from ._result import VerificationResult
@@ -44,7 +44,7 @@ def verify_targeted(
     ...     "robust", "vulnerable")
     True
     """
-    deadline = Deadline(timeout_s)
+    deadline = Deadline(check_timeout(timeout_s))
     stages = Stages(attack, interval, encoding, seed, solver)
     net = as_network(model, input_range)
     x0 = check_sample(net, x_codes)

@@ -14,7 +14,7 @@ from ._bab import prove_robustness
 from ._backends import Session, resolve
 from ._bv import compare
 from ._encoder import ENCODINGS, Encoding, encode
-from ._errors import EpsError, SampleError, VerifyError
+from ._errors import EpsError, SampleError, VerifyError, check_timeout
 from ._interval import Bounds, interval_pass
 from ._linear import Forms, max_of
 from ._network import ModelLike, Network, as_network
@@ -420,7 +420,7 @@ def verify_robustness(
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise VerifyError(f"workers must be a positive integer, got {workers!r}")
     q, eps_out = _robustness_query(model, x_codes, eps, label, input_range)
-    return _decide(q, eps=eps_out, timeout_s=timeout_s, attack=attack, interval=interval, encoding=encoding,
+    return _decide(q, eps=eps_out, timeout_s=check_timeout(timeout_s), attack=attack, interval=interval, encoding=encoding,
                    seed=seed, t0=t0, solver=solver, bab=BAB_SHARE if bab else 0.0, workers=int(workers))  # fmt: skip
 
 

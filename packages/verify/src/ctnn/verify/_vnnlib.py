@@ -37,7 +37,7 @@ import numpy as np
 import z3
 
 from ._bv import bv, is_sym, scaled, width
-from ._errors import VerifyError
+from ._errors import VerifyError, check_timeout
 from ._properties import Property, register_property
 
 ROUNDINGS = ("quantize", "inward")
@@ -483,5 +483,5 @@ def verify_vnnlib(
 
     t0 = time.perf_counter()
     q = vnnlib_query(model, spec, units=units, rounding=rounding, input_range=input_range)
-    return _decide(q, eps=0, timeout_s=timeout_s, attack=attack, interval=interval, encoding=encoding, seed=seed,
+    return _decide(q, eps=0, timeout_s=check_timeout(timeout_s), attack=attack, interval=interval, encoding=encoding, seed=seed,
                    t0=t0, solver=solver)  # fmt: skip
