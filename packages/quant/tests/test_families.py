@@ -166,6 +166,9 @@ def test_bad_input_is_a_clear_error(trained, digits):
         quantize_model(cn, digits.X_train, nonlinearity="cubic")
     with pytest.raises(ValueError, match="weight_clip must be one of"):
         quantize_model(cn, digits.X_train, weight_clip="kl")
+    with pytest.raises(ValueError, match=r"'continuous_net' models take no quantization option \['state_bits'\]; "
+                                         r"their options: \['calibration', .*'scheme', 'weight_clip'\]"):  # fmt: skip
+        quantize_model(cn, digits.X_train, state_bits=16)
     with pytest.raises(ValueError, match="unknown integer LTC solver 'heun'"):
         from ctnn.quant import IntegerLTC
 

@@ -6,6 +6,7 @@ family of a model and calls it with the shared options (QAT builds on it).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -84,6 +85,11 @@ def quantize_model(
     >>> export_onnx(q, "model.onnx", dataset="digits")                           # doctest: +SKIP
     """
     family = model_family(model)
+    takes = inspect.signature(QUANTIZERS[family]).parameters
+    extra = sorted(set(options) - set(takes))
+    if extra:  # named here: the quantizer itself would raise a TypeError about its own signature
+        own = sorted(set(takes) - {"model", "calib_x", "weight_bits", "act_bits", "in_bits"})
+        raise ValueError(f"{family!r} models take no quantization option {extra}; their options: {own}")
     kw: dict[str, Any] = dict(per_channel=per_channel, calibration=calibration, percentile=percentile,
                               input_range=input_range, **options)  # fmt: skip
     if weight_clip is not None:
