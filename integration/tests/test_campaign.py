@@ -73,6 +73,8 @@ def test_a_good_spec(spec_dir):
         ('onnx = "tiny.onnx"', 'recipe = {interval_eps = -1}\nbits = [4]', r"recipe\.interval_eps = -1 must be >= 0"),
         ('onnx = "tiny.onnx"', 'recipe = {interval_eps = "big"}\nbits = [4]', r"recipe\.interval_eps = 'big' has the wrong type"),
         ('onnx = "tiny.onnx"', 'recipe = {epochs = 0}\nbits = [4]', r"recipe: epochs must be >= 1 and lr > 0"),
+        ('onnx = "tiny.onnx"', 'onnx = "tiny.onnx"\ndeploy = ["avr"]', r"models\[0\]\.deploy: unknown target 'avr'; available: c, "),
+        ('onnx = "tiny.onnx"', 'onnx = "tiny.onnx"\ndeploy = ["c"]\ndeploy_inputs = 0', r"models\[0\]\.deploy_inputs = 0 must be >= 1"),
         ("[[models]]", "[[modelz]]", r"unknown top-level tables \['modelz'\]"),
         ("[campaign]", "[campaign", r"c\.toml: not valid TOML"),
     ],

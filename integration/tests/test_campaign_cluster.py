@@ -242,6 +242,19 @@ def test_backpressure_and_skipping_stored_keys(ray_cluster, tmp_path):
     assert got == {"ahead": got["ahead"], "skipped": 30, "stored": 90, "n": 120, "pre": 30}
 
 
+def test_a_given_onnx_file_is_deployed_too(ray_cluster, tiny_model, tmp_path):
+    spec = _workdir(tmp_path, tiny_model, '[[properties]]\nname = "robustness"\neps = [1]\n', count=2)
+    spec.write_text(spec.read_text() + 'deploy = ["c"]\ndeploy_inputs = 20\n')
+    first = _ctnn(ray_cluster, "campaign", "run", spec.name, "--address", ray_cluster.address, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "stages: 1 ran, 0 reused" in first.stdout and "tiny → c" in first.stdout
+    assert first.stdout.count("bit-exact with the reference on 20 inputs") == 1
+    (build,) = (tmp_path / "artifacts" / "deploy").iterdir()
+    assert (build / "model.c").is_file()
+    again = _ctnn(ray_cluster, "campaign", "run", spec.name, "--address", ray_cluster.address, cwd=tmp_path)
+    assert again.returncode == 0 and "stages: 0 ran, 1 reused" in again.stdout
+
+
 SWEEP = """
 [campaign]
 name = "sweep"

@@ -250,6 +250,16 @@ def _model(m: dict, i: int, root: Path, src: str) -> ModelSpec:
         deploy=_typed(m, "deploy", list, [], src, where),
         deploy_inputs=_typed(m, "deploy_inputs", int, 200, src, where),
     )
+    if spec.deploy:
+        from ctnn.deploy import DeployError, get_target
+
+        try:
+            for target in spec.deploy:
+                get_target(target)
+        except DeployError as exc:
+            raise ValueError(f"{src}: {where}.deploy: {exc}") from None
+        if spec.deploy_inputs < 1:
+            raise ValueError(f"{src}: {where}.deploy_inputs = {spec.deploy_inputs} must be >= 1")
     if "onnx" in m:
         spec.onnx = _file(root, _typed(m, "onnx", str, "", src, where), src, f"{where}.onnx")
     elif "checkpoint" in m:

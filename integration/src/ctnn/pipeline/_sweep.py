@@ -40,17 +40,31 @@ def stage_key(stage: str, **inputs: Any) -> str:
 def build_and_check(
     onnx_path: Path, target: str, out_dir: Path, n_inputs: int, seed: int = 0
 ) -> dict[str, Any]:
-    """Build ``onnx_path`` for ``target`` and check it bit for bit against the numpy reference."""
-    from ctnn.deploy import build
-    from ctnn.quant import ReferenceInterpreter, load_model, read_sidecar
+    """Build ``onnx_path`` for ``target`` and check it bit for bit against the numpy reference.
 
-    sc = read_sidecar(onnx_path)
+    The random inputs span the sidecar's input code range or, for a graph without a sidecar,
+    its input type's whole range (the box ctnn.verify assumes for it).
+    """
+    from ctnn.deploy import build
+    from ctnn.quant import ReferenceInterpreter, load_model, read_sidecar, sidecar_path
+
+    model = load_model(onnx_path)
+    ref_run = ReferenceInterpreter(model)
+    if sidecar_path(onnx_path).is_file():
+        sc = read_sidecar(onnx_path).input
+        name, lo, hi, shape, dtype = sc.name, sc.lo, sc.hi, sc.shape[1:], np.dtype(sc.dtype)
+    else:
+        name = ref_run.input_names[0]
+        dtype = np.dtype(ref_run.input_dtypes[name])
+        lo, hi = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
+        vi = next(i for i in model.graph.input if i.name == name)
+        shape = [d.dim_value for d in vi.type.tensor_type.shape.dim][1:]
+        if len(ref_run.input_names) != 1 or not all(shape):
+            raise ValueError(f"{onnx_path}: without a sidecar, a graph to deploy needs one input with a "
+                             f"fixed sample shape; got inputs {ref_run.input_names}, {name} of shape {shape}")  # fmt: skip
     rng = np.random.default_rng(seed)
-    x = rng.integers(sc.input.lo, sc.input.hi + 1, size=(n_inputs, *sc.input.shape[1:])).astype(
-        sc.input.dtype
-    )
-    ref = ReferenceInterpreter(load_model(onnx_path)).run({sc.input.name: x})
-    ref = next(iter(ref.values()))
+    x = rng.integers(lo, hi + 1, size=(n_inputs, *shape)).astype(dtype)
+    ref = next(iter(ref_run.run({name: x}).values()))
     t0 = time.monotonic()
     res = build(onnx_path, target=target, out_dir=out_dir)
     got = res.load().run(x)
@@ -142,6 +156,20 @@ class SweepGraph:
     reused: int = 0
     ran: int = 0
 
+    def submit_deploys(self, spec: CampaignSpec, store: ResultStore, m: ModelSpec, up_key: str, quantized: Any,
+                       label: str) -> None:  # fmt: skip
+        """A deploy task per target of ``m`` for the graph ``quantized`` (the output of stage ``up_key``)."""
+        for target in m.deploy:
+            d_key = stage_key("deploy", quantize=up_key, target=target, inputs=m.deploy_inputs)
+            dep = _stored(store, d_key, "dir")
+            if dep is None:
+                out = spec.artifacts / "deploy" / d_key[:16]
+                dep = _deploy_task.remote(quantized, target, m.deploy_inputs, str(out))
+                self.ran += 1
+            else:
+                self.reused += 1
+            self.deploys.append((d_key, f"{label} → {target}", dep))
+
     def finish_deploys(self, store: ResultStore) -> list[tuple[str, dict[str, Any]]]:
         out = []
         for key, label, ref in self.deploys:
@@ -175,7 +203,11 @@ def submit_sweep(spec: CampaignSpec, store: ResultStore) -> SweepGraph:
     trains: list[tuple[str, Any]] = []
     for m in spec.models:
         if m.onnx is not None:
+            from ctnn.quant import sha256_file
+
             graph.models.append(ResolvedModel(m.name, m.onnx, _sidecar_bits(m.onnx)))
+            graph.submit_deploys(spec, store, m, query_key(stage="onnx", sha256=sha256_file(m.onnx)),
+                                 {"onnx": str(m.onnx)}, m.name)  # fmt: skip
             continue
         dataset = (m.recipe or {}).get("dataset") or spec.samples.dataset or "digits"
         seed = (m.recipe or {}).get("seed", 0)
@@ -209,17 +241,7 @@ def submit_sweep(spec: CampaignSpec, store: ResultStore) -> SweepGraph:
             else:
                 graph.reused += 1
             pending.append((q_key, m, b, quant))
-            for target in m.deploy:
-                d_key = stage_key("deploy", quantize=q_key, target=target, inputs=m.deploy_inputs)
-                dep = _stored(store, d_key, "dir")
-                label = f"{m.name} w{b} → {target}"
-                if dep is None:
-                    out = spec.artifacts / "deploy" / d_key[:16]
-                    dep = _deploy_task.remote(quant, target, m.deploy_inputs, str(out))
-                    graph.ran += 1
-                else:
-                    graph.reused += 1
-                graph.deploys.append((d_key, label, dep))
+            graph.submit_deploys(spec, store, m, q_key, quant, f"{m.name} w{b}")
     for t_key, ref in trains:
         store.put_stage(t_key, "train", ray.get(ref))
     for q_key, m, b, quant in pending:
