@@ -198,13 +198,13 @@ def submit_sweep(spec: CampaignSpec, store: ResultStore) -> SweepGraph:
     Waits for the quantize stage (the queries need its files); deploy tasks keep running
     alongside the verification queries until :meth:`SweepGraph.finish_deploys`.
     """
+    from ctnn.quant import sha256_file
+
     graph = SweepGraph(models=[])
     pending: list[tuple[str, ModelSpec, int, Any]] = []  # (quantize key, model, bits, ref or dict)
     trains: list[tuple[str, Any]] = []
     for m in spec.models:
         if m.onnx is not None:
-            from ctnn.quant import sha256_file
-
             graph.models.append(ResolvedModel(m.name, m.onnx, _sidecar_bits(m.onnx)))
             graph.submit_deploys(spec, store, m, query_key(stage="onnx", sha256=sha256_file(m.onnx)),
                                  {"onnx": str(m.onnx)}, m.name)  # fmt: skip
@@ -212,8 +212,6 @@ def submit_sweep(spec: CampaignSpec, store: ResultStore) -> SweepGraph:
         dataset = (m.recipe or {}).get("dataset") or spec.samples.dataset or "digits"
         seed = (m.recipe or {}).get("seed", 0)
         if m.checkpoint is not None:
-            from ctnn.quant import sha256_file
-
             t_key = query_key(stage="checkpoint", sha256=sha256_file(m.checkpoint))
             trained: Any = {"checkpoint": str(m.checkpoint)}
         else:

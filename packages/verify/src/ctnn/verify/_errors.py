@@ -4,6 +4,7 @@ User mistakes (a bad ε, a sample that does not fit the input codes, a graph fea
 encoder does not handle) are :class:`VerifyError`, a ``ValueError``. A graph outside the
 integer dialect raises ctnn.quant's :class:`~ctnn.quant.DialectError` (also a ``ValueError``)
 unchanged. :class:`WitnessError` is different: it means ctnn-verify itself is wrong.
+:func:`check_timeout` is the one check of ``timeout_s`` that every entry point makes.
 """
 
 from __future__ import annotations

@@ -419,8 +419,9 @@ def verify_robustness(
     t0 = time.perf_counter()
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise VerifyError(f"workers must be a positive integer, got {workers!r}")
+    timeout_s = check_timeout(timeout_s)
     q, eps_out = _robustness_query(model, x_codes, eps, label, input_range)
-    return _decide(q, eps=eps_out, timeout_s=check_timeout(timeout_s), attack=attack, interval=interval, encoding=encoding,
+    return _decide(q, eps=eps_out, timeout_s=timeout_s, attack=attack, interval=interval, encoding=encoding,
                    seed=seed, t0=t0, solver=solver, bab=BAB_SHARE if bab else 0.0, workers=int(workers))  # fmt: skip
 
 

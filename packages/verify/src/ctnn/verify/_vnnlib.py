@@ -482,6 +482,7 @@ def verify_vnnlib(
     from ._verify import _decide
 
     t0 = time.perf_counter()
+    timeout_s = check_timeout(timeout_s)
     q = vnnlib_query(model, spec, units=units, rounding=rounding, input_range=input_range)
-    return _decide(q, eps=0, timeout_s=check_timeout(timeout_s), attack=attack, interval=interval, encoding=encoding, seed=seed,
+    return _decide(q, eps=0, timeout_s=timeout_s, attack=attack, interval=interval, encoding=encoding, seed=seed,
                    t0=t0, solver=solver)  # fmt: skip
