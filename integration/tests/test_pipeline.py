@@ -221,3 +221,20 @@ def test_store_never_duplicates(tmp_path):
     s.close()
     s = ResultStore(tmp_path / "r.sqlite")
     assert [r["verdict"] for r in s.results()] == ["robust"]
+
+
+def test_console_entry_runs_exit_handlers_and_keeps_the_status(tmp_path):
+    # entry() leaves by os._exit, so Python's own exit handlers must have run before it
+    script = (
+        "import atexit, sys\n"
+        "from ctnn.pipeline._cli import entry\n"
+        "atexit.register(lambda: print('handler ran', flush=True))\n"
+        "sys.argv = ['ctnn', 'report', 'no-such-run']\n"
+        "print('before', end='')\n"  # unflushed: entry() must flush it
+        "entry()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "ctnn: error:" in proc.stderr and "no-such-run" in proc.stderr
+    assert proc.stdout == "beforehandler ran\n"

@@ -86,8 +86,26 @@ def test_train_mlp_for_verification(tmp_path):
     assert main(["train", "--epochs", "10", "--interval-eps", "1", "--out", str(out), "--no-progress"]) == 0
     training = json.loads((out / "metrics.json").read_text())["training"]
     assert training["interval_eps"] == 1.0 and training["interval_clip"] == [0.0, 16.0]
-    with pytest.raises(SystemExit, match="--interval-eps trains an mlp.*--model ltc"):
-        main(["train", "--model", "ltc", "--interval-eps", "1", "--out", str(tmp_path), "--no-progress"])
+
+
+def test_option_conflicts_are_errors(tmp_path, capsys):
+    # argparse accepts each option; only their combination with the model or checkpoint is wrong
+    assert (
+        main(["train", "--model", "ltc", "--interval-eps", "1", "--out", str(tmp_path), "--no-progress"]) == 2
+    )
+    assert "ctnn-models: error: --interval-eps trains an mlp (its interval bounds), not --model ltc" in (
+        capsys.readouterr().err
+    )
+    out = tmp_path / "mlp"
+    assert main(["train", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
+    ckpt = str(out / "model.safetensors")
+    capsys.readouterr()
+    assert main(["evaluate", ckpt, "--scheme", "rk4"]) == 2
+    assert "ctnn-models: error: --scheme and --n-steps apply to ContinuousNet checkpoints only" in (
+        capsys.readouterr().err
+    )
+    assert main(["compress", ckpt, "--basis", "piecewise_linear", "--n-basis", "2"]) == 2
+    assert f"ctnn-models: error: {ckpt}: compress needs a ContinuousNet checkpoint" in capsys.readouterr().err
 
 
 def test_bad_arguments():

@@ -60,9 +60,19 @@ def test_workers_must_be_a_positive_integer(model, workers):
 
 @pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), float("inf"), True, "5", None])
 def test_timeout_must_be_a_positive_number(model, timeout):
-    from ctnn.verify import float_int_gap, max_difference, verify_bias, verify_equivalence, verify_targeted
+    from ctnn.verify import (
+        float_int_gap,
+        max_difference,
+        verify_argmax_equivalence,
+        verify_bias,
+        verify_equivalence,
+        verify_targeted,
+        verify_vnnlib,
+    )
 
     box = (np.array([-8, -8, -8]), np.array([7, 7, 7]))
+    prop = "".join(f"(declare-const X_{i} Real)(assert (>= X_{i} -1))(assert (<= X_{i} 1))" for i in range(3))
+    prop += "(declare-const Y_0 Real)(declare-const Y_1 Real)(declare-const Y_2 Real)(assert (> Y_0 100))"
     fm = [(np.ones((3, 4)), np.zeros(4)), (np.ones((4, 3)), np.zeros(3))]
     calls = [
         lambda t: verify_robustness(model, X, 1, input_range=(-8, 7), timeout_s=t),
@@ -71,6 +81,8 @@ def test_timeout_must_be_a_positive_number(model, timeout):
         lambda t: verify_equivalence(model, model, box=box, timeout_s=t),
         lambda t: max_difference(model, model, box=box, timeout_s=t),
         lambda t: float_int_gap(fm, model, box=box, input_quant=(1.0, 0), output_quant=(1.0, 0), timeout_s=t),
+        lambda t: verify_argmax_equivalence(model, model, box=box, timeout_s=t),
+        lambda t: verify_vnnlib(model, prop, timeout_s=t, units="codes", input_range=(-8, 7)),
     ]
     for call in calls:
         with pytest.raises(
@@ -78,6 +90,7 @@ def test_timeout_must_be_a_positive_number(model, timeout):
         ):
             call(timeout)
     assert calls[0](5).verdict in ("robust", "vulnerable")
+    assert calls[-1](5).verdict == "robust"  # the same property, well-formed apart from the timeout
 
 
 def test_a_1xF_sample_is_accepted(model):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import sys
 import time
 from pathlib import Path
@@ -182,5 +184,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """Console-script entry of ``ctnn``: :func:`main`, then exit without native library teardown.
+
+    A run loads Ray's and TVM's native libraries into one process, and objects of one can
+    outlive the other at interpreter shutdown (tvm-ffi issue #264 describes the pattern). A
+    finished ``ctnn pipeline`` once died there with SIGSEGV, after writing its report, and
+    reported failure. So once the command has returned, the Python exit handlers run (Ray's
+    shutdown, temporary directories, logging), the streams are flushed, and the process exits
+    with the command's status without unloading anything.
+    """
+    code = main()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -289,8 +289,10 @@ def _recipe(r: dict[str, Any], src: str, where: str) -> dict[str, Any]:
         raise ValueError(
             f"{src}: {where}.interval_eps = {r['interval_eps']!r} must be >= 0 (in the data's units)"
         )
-    if _typed(r, "epochs", int, 1, src, where) < 1 or _typed(r, "lr", (int, float), 1.0, src, where) <= 0:
-        raise ValueError(f"{src}: {where}: epochs must be >= 1 and lr > 0")
+    if _typed(r, "epochs", int, 1, src, where) < 1:
+        raise ValueError(f"{src}: {where}.epochs = {r['epochs']!r} must be >= 1")
+    if _typed(r, "lr", (int, float), 1.0, src, where) <= 0:
+        raise ValueError(f"{src}: {where}.lr = {r['lr']!r} must be > 0")
     _typed(r, "seed", int, 0, src, where)
     return r
 

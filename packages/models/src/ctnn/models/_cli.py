@@ -143,7 +143,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
     if args.interval_eps:
         if args.model != "mlp":
-            raise SystemExit(f"--interval-eps trains an mlp (its interval bounds), not --model {args.model}")
+            raise ValueError(f"--interval-eps trains an mlp (its interval bounds), not --model {args.model}")
         training["interval_eps"] = args.interval_eps
         training["interval_clip"] = list(data.value_range)
     result = train_classifier(model, data, progress=not args.no_progress, **training)
@@ -171,7 +171,7 @@ def _checkpoint_data(config: dict[str, Any]) -> Dataset:
     ds = config.get("dataset") or {}
     name = config.get("data_path") or ds.get("name")
     if not name:
-        raise SystemExit("the checkpoint does not record its data set")
+        raise ValueError("the checkpoint does not record its data set")
     return load_dataset(name, seed=int(config.get("training", {}).get("seed", 0)))
 
 
@@ -184,7 +184,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         if args.n_steps is not None:
             model.n_steps = args.n_steps
     elif args.scheme is not None or args.n_steps is not None:
-        raise SystemExit("--scheme and --n-steps apply to ContinuousNet checkpoints only")
+        raise ValueError("--scheme and --n-steps apply to ContinuousNet checkpoints only")
     acc = accuracy(model, data.X_test, data.y_test)
     what = f" ({model.scheme}, {model.n_steps} steps)" if isinstance(model, ContinuousNet) else ""
     print(json.dumps({"test_accuracy": acc, "checkpoint": str(args.checkpoint)}))
@@ -194,7 +194,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _compress(args: argparse.Namespace) -> None:
     model, config = load_checkpoint(args.checkpoint)
     if not isinstance(model, ContinuousNet):
-        raise SystemExit(f"{args.checkpoint}: compress needs a ContinuousNet checkpoint")
+        raise ValueError(f"{args.checkpoint}: compress needs a ContinuousNet checkpoint")
     data = _checkpoint_data(config)
     small = model.compress(args.basis, args.n_basis, n_steps=args.n_steps)
     before, after = accuracy(model, data.X_test, data.y_test), accuracy(small, data.X_test, data.y_test)
