@@ -70,6 +70,8 @@ def test_a_good_spec(spec_dir):
         ('onnx = "tiny.onnx"', 'recipe = {kind = "transformer"}\nbits = [4]', r"recipe\.kind = 'transformer': not one of"),
         ('onnx = "tiny.onnx"', 'recipe = {kind = "mlp", epoch = 3}\nbits = [4]', r"unknown models\[0\]\.recipe keys of an mlp \['epoch'\]"),
         ('onnx = "tiny.onnx"', 'recipe = {kind = "lem", interval_eps = 0.5}\nbits = [4]', r"recipe\.interval_eps applies to kind = 'mlp' only, not to 'lem'"),
+        ('onnx = "tiny.onnx"', 'recipe = {kind = "lem", unit = 8}\nbits = [4]', r"unknown models\[0\]\.recipe keys of kind 'lem' \['unit'\]; known: \['dataset', 'dt', 'epochs', 'input_norm', 'kind', 'lr', 'seed', 'units'\]"),
+        ('onnx = "tiny.onnx"', 'recipe = {kind = "ltc", wirng = "ncp"}\nbits = [4]', r"unknown models\[0\]\.recipe keys of kind 'ltc' \['wirng'\]"),
         ('onnx = "tiny.onnx"', 'recipe = {interval_eps = -1}\nbits = [4]', r"recipe\.interval_eps = -1 must be >= 0"),
         ('onnx = "tiny.onnx"', 'recipe = {interval_eps = "big"}\nbits = [4]', r"recipe\.interval_eps = 'big' has the wrong type"),
         ('onnx = "tiny.onnx"', 'recipe = {epochs = 0}\nbits = [4]', r"models\[0\]\.recipe\.epochs = 0 must be >= 1"),

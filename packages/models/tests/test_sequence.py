@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from ctnn.models import (
+    CLASSIFIERS,
     SEQUENCE_FAMILIES,
     SequenceClassifier,
     build_classifier,
+    classifier_options,
     load_checkpoint,
     load_digits,
     save_checkpoint,
@@ -64,3 +66,20 @@ def test_build_classifier_every_kind():
     assert ncp.cell.wiring.kind == "auto_ncp" and ncp.cell.motor_size == 9
     with pytest.raises(ValueError, match="unknown model 'rnn'"):
         build_classifier("rnn", d)
+
+
+def test_classifier_options_are_the_ones_each_builder_uses():
+    d = load_digits()
+    assert classifier_options("lem") == {"units", "input_norm", "dt"}
+    assert classifier_options("continuous_net") >= {"widths", "n_basis", "scheme"}
+    assert "units" not in classifier_options("continuous_net") and "widths" not in classifier_options("ltc")
+    non_default = {"dt": 0.5, "beta": 0.5, "ode_unfolds": 3, "units": 5, "n_basis": 3, "scheme": "rk4"}
+    for kind in CLASSIFIERS:
+        torch.manual_seed(0)
+        base = build_classifier(kind, d).get_config()
+        # a key outside the set is ignored; one inside it reaches the model
+        assert build_classifier(kind, d, not_an_option=7).get_config() == base, kind
+        for key in classifier_options(kind) & set(non_default):
+            assert build_classifier(kind, d, **{key: non_default[key]}).get_config() != base, (kind, key)
+    with pytest.raises(ValueError, match="unknown model 'rnn'"):
+        classifier_options("rnn")

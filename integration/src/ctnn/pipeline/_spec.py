@@ -33,7 +33,8 @@ _MODEL_KEYS = {
 _SELECT = ("correct", "first", "random")
 #: An MLP recipe takes only these (another kind's other keys go to its builder): the train task
 #: would ignore anything else, and a misspelt key would go unnoticed.
-_MLP_RECIPE_KEYS = {"kind", "seed", "dataset", "epochs", "lr", "sizes", "interval_eps"}
+_TRAIN_KEYS = {"kind", "seed", "dataset", "epochs", "lr"}
+_MLP_RECIPE_KEYS = {*_TRAIN_KEYS, "sizes", "interval_eps"}
 
 
 @dataclass
@@ -274,8 +275,8 @@ def _model(m: dict, i: int, root: Path, src: str) -> ModelSpec:
 
 
 def _recipe(r: dict[str, Any], src: str, where: str) -> dict[str, Any]:
-    """Check a sweep's recipe: its kind, an MLP's keys, and the interval-training radius."""
-    from ctnn.models import CLASSIFIERS
+    """Check a sweep's recipe: its kind, its keys (the family's options), and the training values."""
+    from ctnn.models import CLASSIFIERS, classifier_options
 
     kind = _typed(r, "kind", str, "mlp", src, where)
     if kind != "mlp" and kind not in CLASSIFIERS:
@@ -285,6 +286,8 @@ def _recipe(r: dict[str, Any], src: str, where: str) -> dict[str, Any]:
     elif "interval_eps" in r or "sizes" in r:
         key = "interval_eps" if "interval_eps" in r else "sizes"
         raise ValueError(f"{src}: {where}.{key} applies to kind = 'mlp' only, not to {kind!r}")
+    else:
+        _unknown(r, _TRAIN_KEYS | classifier_options(kind), src, f"{where} keys of kind {kind!r}")
     if _typed(r, "interval_eps", (int, float), 0.0, src, where) < 0:
         raise ValueError(
             f"{src}: {where}.interval_eps = {r['interval_eps']!r} must be >= 0 (in the data's units)"

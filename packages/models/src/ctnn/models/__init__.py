@@ -15,7 +15,7 @@ Example:
     2
 """
 
-from ._builders import CLASSIFIERS, build_classifier
+from ._builders import CLASSIFIERS, build_classifier, classifier_options
 from ._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ._continuous import BASES, DEPTH_SCHEMES, ContinuousNet
 from ._data import (
@@ -74,6 +74,7 @@ __all__ = [
     "accuracy",
     "apply_constraints",
     "build_classifier",
+    "classifier_options",
     "lipschitz_matrix",
     "load_checkpoint",
     "load_dataset",

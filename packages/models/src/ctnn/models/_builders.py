@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,7 @@ def _seq(family: str, **defaults: Any) -> Callable[..., nn.Module]:
         keep = {k: v for k, v in {**defaults, **opts}.items() if k in defaults and v is not None}
         return SequenceClassifier(family, f, units, data.n_classes, input_norm=input_norm, **keep)
 
+    build.family_options = tuple(defaults)  # type: ignore[attr-defined]  # read by classifier_options
     return build
 
 
@@ -83,6 +85,22 @@ CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
     "gru": _seq("gru"),
     "continuous_net": _continuous,
 }
+
+
+def classifier_options(kind: str) -> frozenset[str]:
+    """The options :func:`build_classifier` uses for family ``kind``; it ignores any others.
+
+    A caller that takes options for one family (a campaign recipe, say) checks them against
+    this set, so that a misspelt option is an error rather than a default silently used.
+
+    >>> sorted(classifier_options("lem"))
+    ['dt', 'input_norm', 'units']
+    """
+    if kind not in CLASSIFIERS:
+        raise ValueError(f"unknown model {kind!r}; known: {sorted(CLASSIFIERS)}")
+    fn = CLASSIFIERS[kind]
+    named = (p.name for p in inspect.signature(fn).parameters.values() if p.kind is not p.VAR_KEYWORD)
+    return frozenset({*named, *getattr(fn, "family_options", ())} - {"data"})
 
 
 def build_classifier(kind: str, data: Dataset, **options: Any) -> nn.Module:
