@@ -76,6 +76,9 @@ def test_quantize_errors(digits, tmp_path, capsys):
     assert "calibration data must have shape [N, 64], got [10, 63]" in err(
         str(ckpt), "--calib", str(bad), "--out", out
     )
+    assert "the QAT learning rate must be > 0, got -1.0" in err(
+        str(ckpt), "--qat", "1", "--lr", "-1", "--out", out
+    )
     assert "no such checkpoint" in err(str(tmp_path / "missing.safetensors"), "--out", out)
     # a config that no longer matches its weights
     cfg = ckpt.with_suffix(".json")

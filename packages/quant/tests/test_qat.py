@@ -125,6 +125,11 @@ def test_qat_rejects_bad_input(digits):
     model = _trained("mlp", digits, epochs=1)
     with pytest.raises(ValueError, match="weight bit-width must be in 2..16, got 1"):
         qat_finetune(model, digits, bits=1, epochs=0)
+    for lr in (0.0, -1e-3, float("nan")):
+        with pytest.raises(ValueError, match=f"the QAT learning rate must be > 0, got {lr}"):
+            qat_finetune(model, digits, bits=4, epochs=1, lr=lr)
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        qat_finetune(model, digits, bits=4, epochs=1, batch_size=0)
     with pytest.raises(ValueError, match=r"calibration data must have shape \[N, 64\]"):
         QATModel(model, np.zeros((4, 63)), weight_bits=4)
     with pytest.raises(UnsupportedFamilyError, match="Sequential is not a ctnn-models classifier"):

@@ -289,6 +289,10 @@ def qat_finetune(
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if not lr > 0:  # also NaN; torch's own message names neither the option nor where it came from
+        raise ValueError(f"the QAT learning rate must be > 0, got {lr}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if select_on not in ("val", "train+val"):
         raise ValueError(f"select_on must be 'val' or 'train+val', got {select_on!r}")
     if select_by not in ("accuracy", "loss"):
