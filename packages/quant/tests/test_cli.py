@@ -117,3 +117,56 @@ def test_quantize_variable_length_with_a_wide_state(tmp_path, capsys):
     codes = codes.reshape(len(x), -1)
     y_ort = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": codes})[0]
     np.testing.assert_array_equal(ReferenceInterpreter(str(out)).run({"x": codes})["y"], y_ort)
+
+
+def test_codes_turn_a_data_set_into_graph_inputs(digits, tmp_path, capsys):
+    ckpt = _checkpoint("mlp", digits, tmp_path)
+    graph = tmp_path / "m.onnx"
+    assert main(["quantize", str(ckpt), "--bits", "6", "--out", str(graph)]) == 0
+    sc = read_sidecar(graph)
+    capsys.readouterr()
+    # default: the sidecar's data set, its test split, the first 100 samples
+    assert main(["codes", str(graph), "--out", str(tmp_path / "c.npy")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    codes = np.load(tmp_path / "c.npy")
+    assert report["samples"] == 100 and report["shape"] == [100, 64] and report["dataset"] == "digits"
+    np.testing.assert_array_equal(codes, sc.input.quantize(np.asarray(digits.X_test[:100], np.float64)))
+    assert codes.dtype == np.dtype(sc.input.dtype)
+    # an .npz also holds the labels and indices (a campaign's samples.file)
+    assert (
+        main(["codes", str(graph), "--split", "val", "--indices", "5", "2", "--out", str(tmp_path / "s.npz")])
+        == 0
+    )
+    z = np.load(tmp_path / "s.npz")
+    np.testing.assert_array_equal(z["codes"], sc.input.quantize(np.asarray(digits.X_val[[5, 2]], np.float64)))
+    np.testing.assert_array_equal(z["labels"], np.asarray(digits.y_val)[[5, 2]])
+    assert z["indices"].tolist() == [5, 2]
+    capsys.readouterr()
+
+    def err(*args):
+        assert main(["codes", *args]) == 2
+        return capsys.readouterr().err
+
+    n = len(digits.X_test)
+    assert f"--indices [{n}]: the test split of 'digits' has {n} samples" in err(
+        str(graph), "--indices", str(n), "--out", str(tmp_path / "x.npy")
+    )
+    assert "expected a .npy (codes) or .npz (codes and labels) path" in err(str(graph), "--out", "x.csv")
+    assert "--first must be >= 1, got 0" in err(str(graph), "--first", "0", "--out", str(tmp_path / "x.npy"))
+    assert "has samples of 24 values" in err(
+        str(graph), "--data", "italy_power_demand", "--out", str(tmp_path / "x.npy")
+    )
+    assert "no sidecar (gone.json)" in err(str(tmp_path / "gone.onnx"), "--out", str(tmp_path / "x.npy"))
+
+
+def test_without_the_torch_extra_the_commands_say_so(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ctnn.models", None)  # as if ctnn-models were not installed
+    assert main(["codes", str(tmp_path / "m.onnx"), "--out", str(tmp_path / "c.npy")]) == 2
+    assert (
+        "ctnn-quant: error: codes needs the torch extra: pip install 'ctnn-quant[torch]'"
+        in capsys.readouterr().err
+    )
+    assert main(["quantize", str(tmp_path / "m.safetensors"), "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "quantize needs the torch extra" in capsys.readouterr().err

@@ -136,3 +136,20 @@ def test_unknown_has_no_model():
             s.values([x, y])
         with pytest.raises(RuntimeError, match="no model to read"):
             s.z3_model()
+
+
+@needs_bitwuzla
+def test_auto_takes_z3_for_a_large_formula(monkeypatch):
+    from ctnn.quant import random_integer_mlp
+
+    model = random_integer_mlp([6, 8, 3], weight_bits=4, act_bits=4, in_bits=4, seed=2).to_onnx()
+    x = np.array([1, -2, 3, 0, 4, -5])
+
+    def solver_used() -> str:  # straight to the SMT stage: no interval proof, attack or branch and bound
+        r = verify_robustness(model, x, 2, input_range=(-8, 7), interval=False, attack=False, timeout_s=30)
+        assert r.method == "smt" and r.stats["symbolic_elements"] > 0
+        return r.stats["solver"]
+
+    assert solver_used() == "bitwuzla"
+    monkeypatch.setattr("ctnn.verify._verify.AUTO_LARGE_ELEMENTS", 0)
+    assert solver_used() == "z3"

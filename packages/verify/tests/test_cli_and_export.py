@@ -74,14 +74,39 @@ def test_cli_sample_index_and_errors(model_file, tmp_path, capsys):
     assert "workers must be a positive integer, got 0" in capsys.readouterr().err
 
 
+def test_cli_reads_codes_from_an_npz(model_file, tmp_path, capsys):
+    rows = np.array([[1, -2, 3], [0, 0, 0]], np.int8)
+    npz, bare, other = tmp_path / "s.npz", tmp_path / "bare.npz", tmp_path / "other.npz"
+    np.savez(npz, codes=rows, labels=np.array([0, 1]))  # ctnn-quant codes / campaign sample files
+    np.savez(bare, rows)
+    np.savez(other, x=rows, y=rows)
+    base = ["robustness", str(model_file), "--eps", "1", "--sample-index", "1", "--json"]
+    assert main([*base, str(tmp_path / "a.json"), "--input", str(npz)]) == 0
+    assert main([*base, str(tmp_path / "b.json"), "--input", str(bare)]) == 0
+    direct = verify_robustness(model_file, rows[1], 1)
+    for name in ("a.json", "b.json"):
+        body = json.loads((tmp_path / name).read_text())
+        assert body["verdict"] == direct.verdict and body["label"] == direct.label
+    capsys.readouterr()
+    assert main([*base, str(tmp_path / "c.json"), "--input", str(other)]) == 2
+    assert (
+        "an .npz of input codes needs an array named 'codes'; it holds ['x', 'y']" in capsys.readouterr().err
+    )
+
+
 def test_the_entry_point_runs(model_file, tmp_path):
     x = tmp_path / "x.npy"
     np.save(x, np.array([1, -2, 3]))
-    cmd = [sys.executable, "-c", "import sys; from ctnn.verify._cli import main; sys.exit(main())",
-           "robustness", str(model_file), "--input", str(x), "--eps", "1", "--no-attack"]  # fmt: skip
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    # the console script's entry: exit handlers run and the output is flushed before it leaves by os._exit
+    script = ("import atexit, sys; from ctnn.verify._cli import entry; "
+              "atexit.register(lambda: print('handler ran')); sys.argv[0] = 'ctnn-verify'; entry()")  # fmt: skip
+    args = ["robustness", str(model_file), "--input", str(x), "--eps", "1", "--no-attack"]
+    r = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split()[0] in ("robust", "vulnerable")
+    assert r.stdout.split()[0] in ("robust", "vulnerable") and r.stdout.endswith("handler ran\n")
+    bad = subprocess.run([sys.executable, "-c", script, *args[:-2], "-1"], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "eps must be >= 0, got -1" in bad.stderr
 
 
 @pytest.mark.parametrize("encoding", ["naive", "optimized"])

@@ -71,3 +71,28 @@ def test_zero_weights_produce_no_terms_and_points_fold():
 
     assert [str(v) for v in get_vars(mm[0, 0].term)] == ["x0"]  # one input, no terms for zero weights
     assert mm[0, 0].term.num_args() == 2  # SignExt(x0) * 3: no sum at all
+
+
+def test_encoding_stops_at_its_deadline(monkeypatch):
+    import time
+
+    from ctnn.verify import verify_robustness
+    from ctnn.verify._encoder import OutOfTime, _Walker, encode
+    from ctnn.verify._network import Network
+
+    model = random_integer_mlp([6, 8, 3], weight_bits=4, act_bits=4, in_bits=4, seed=2).to_onnx()
+    x = np.array([1, -2, 3, 0, 4, -5])
+    q, _ = _robustness_query(Network(model, (-8, 7)), x, 2, None, None)
+    q.bound(linear=False)
+    args = (q.net, q.lo, q.hi, q.dtypes, q.bounds)
+    with pytest.raises(OutOfTime):
+        encode(*args, deadline=time.perf_counter() - 1.0)
+    assert encode(*args, deadline=time.perf_counter() + 60).stats["symbolic_elements"] > 0
+
+    # a query whose encoding runs out of time is a timeout, naming the classes left open
+    def late(self, where):
+        raise OutOfTime(where)
+
+    monkeypatch.setattr(_Walker, "check_time", late)
+    r = verify_robustness(model, x, 2, input_range=(-8, 7), interval=False, attack=False, timeout_s=30)
+    assert r.verdict == "unknown" and r.reason == "timeout" and "encode_s" in r.stats

@@ -1,10 +1,11 @@
-"""The ``ctnn-quant`` command: check integer graphs and quantize checkpoints."""
+"""The ``ctnn-quant`` command: check integer graphs, quantize checkpoints, and turn data into input codes."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -110,6 +111,57 @@ def _quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _codes(args: argparse.Namespace) -> int:
+    """A data set's samples as the graph's input codes, through its sidecar's input quantization."""
+    import numpy as np
+
+    from ctnn.models import load_dataset
+
+    from ._sidecar import read_sidecar, sidecar_path
+
+    out = Path(args.out)
+    if out.suffix not in (".npy", ".npz"):
+        raise ValueError(f"--out {out}: expected a .npy (codes) or .npz (codes and labels) path")
+    if not sidecar_path(args.model).is_file():
+        raise FileNotFoundError(
+            f"{args.model}: no sidecar ({sidecar_path(args.model).name}) to quantize inputs with"
+        )
+    sc = read_sidecar(args.model)
+    name = args.data or sc.dataset
+    if not name:
+        raise ValueError(f"{args.model}: its sidecar records no data set; name one with --data")
+    data = load_dataset(name, seed=args.seed)
+    x, y = {"train": (data.X_train, data.y_train), "val": (data.X_val, data.y_val),
+            "test": (data.X_test, data.y_test)}[args.split]  # fmt: skip
+    n = len(x)
+    if args.indices:
+        bad = [i for i in args.indices if not 0 <= i < n]
+        if bad:
+            raise ValueError(f"--indices {bad}: the {args.split} split of {data.name!r} has {n} samples")
+        idx = np.asarray(args.indices)
+    else:
+        if args.first < 1:
+            raise ValueError(f"--first must be >= 1, got {args.first}")
+        idx = np.arange(min(args.first, n))
+    x = np.asarray(x, np.float64)[idx]
+    if np.isnan(x).any():
+        raise ValueError(f"data set {data.name!r} has variable-length (NaN-padded) samples; an integer graph "
+                         "takes fixed-length ones")  # fmt: skip
+    shape = [int(d) for d in sc.input.shape[1:] if isinstance(d, int)]
+    if len(shape) != len(sc.input.shape) - 1 or int(np.prod(shape)) != x[0].size:
+        raise ValueError(f"data set {data.name!r} has samples of {x[0].size} values; {args.model}'s input "
+                         f"{sc.input.name!r} takes shape {sc.input.shape}")  # fmt: skip
+    codes = sc.input.quantize(x).reshape(len(x), *shape)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":  # the sample file of a campaign (samples.file)
+        np.savez(out, codes=codes, labels=np.asarray(y)[idx], indices=idx)
+    else:
+        np.save(out, codes)
+    print(json.dumps({"out": str(out), "dataset": data.name, "split": args.split, "samples": len(codes),
+                      "shape": list(codes.shape), "dtype": str(codes.dtype)}))  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ctnn-quant``."""
     p = argparse.ArgumentParser(prog="ctnn-quant", description=__doc__)
@@ -140,9 +192,25 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--lr", type=float, default=1e-3, help="QAT learning rate")
     q.add_argument("--out", required=True, help="output .onnx path (a .json sidecar is written beside it)")
     q.set_defaults(fn=_quantize)
+    k = sub.add_parser(
+        "codes",
+        help="a data set's samples as a graph's input codes (.npy; .npz with labels), via its sidecar",
+    )
+    k.add_argument("model", help="an integer .onnx graph with its .json sidecar beside it")
+    k.add_argument("--data", help="data set name or .ts path (default: the one the sidecar records)")
+    k.add_argument("--split", choices=["train", "val", "test"], default="test")
+    k.add_argument("--first", type=int, default=100, help="the first N samples of the split (default 100)")
+    k.add_argument("--indices", type=int, nargs="+", help="these samples of the split instead")
+    k.add_argument("--seed", type=int, default=0, help="the data set's split seed (default 0)")
+    k.add_argument("--out", required=True, help="codes.npy, or samples.npz (codes, labels, indices)")
+    k.set_defaults(fn=_codes)
     args = p.parse_args(argv)
     try:
         return args.fn(args)
+    except ModuleNotFoundError as exc:  # the torch-free core install: quantize and codes need ctnn-models
+        print(f"ctnn-quant: error: {args.cmd} needs the torch extra: pip install 'ctnn-quant[torch]' ({exc})",
+              file=sys.stderr)  # fmt: skip
+        return 2
     except (DialectError, BitWidthError, ValueError, FileNotFoundError, TypeError, OverflowError, RuntimeError,
             KeyError) as exc:  # fmt: skip
         print(f"ctnn-quant: error: {exc}", file=sys.stderr)

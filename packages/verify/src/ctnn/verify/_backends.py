@@ -30,6 +30,11 @@ AUTO_PREFERENCE = ("bitwuzla", "z3")
 #: the order for a query with more free inputs than :data:`AUTO_LARGE_INPUTS`
 AUTO_PREFERENCE_LARGE = ("z3", "bitwuzla")
 AUTO_LARGE_INPUTS = 256
+#: ``solver="auto"`` also takes z3 for a formula of more symbolic elements than this, whatever its
+#: inputs: bitwuzla reads z3's SMT-LIB2 text, and that round trip cannot be stopped at the
+#: query's deadline. The MLP queries of docs/results/verify.md have 400-1,000 elements (under
+#: 0.2 s of round trip); an 8-unit LEM unrolled over 24 steps at 8 bits has 84,590 (15-30 s).
+AUTO_LARGE_ELEMENTS = 20_000
 
 
 def available(name: str) -> bool:

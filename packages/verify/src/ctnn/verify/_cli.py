@@ -8,7 +8,9 @@ ctnn-verify robustness model.onnx --input codes.npy --eps 2 [--sample-index 7] [
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -57,11 +59,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _sample(path: Path, index: int | None) -> np.ndarray:
+def load_codes(path: Path, what: str = "input codes") -> np.ndarray:
+    """An array from a ``.npy``, or an ``.npz``'s ``codes`` array (the format of ``ctnn-quant
+    codes`` and of campaign sample files; an ``.npz`` holding a single array gives that one)."""
     try:
         x = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise VerifyError(f"{path}: cannot read a .npy of input codes ({exc})") from None
+        raise VerifyError(f"{path}: cannot read a .npy or .npz of {what} ({exc})") from None
+    if isinstance(x, np.lib.npyio.NpzFile):
+        with x:
+            names = list(x.files)
+            if "codes" in names or len(names) == 1:
+                return x["codes" if "codes" in names else names[0]]
+        raise VerifyError(f"{path}: an .npz of {what} needs an array named 'codes'; it holds {names}")
+    return x
+
+
+def _sample(path: Path, index: int | None) -> np.ndarray:
+    x = load_codes(path)
     if index is not None:
         if x.ndim < 2 or not -len(x) <= index < len(x):
             raise VerifyError(
@@ -113,5 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def entry() -> None:
+    """Console-script entry of ``ctnn-verify``: :func:`main`, then exit without z3's teardown.
+
+    z3 frees its context at interpreter exit, and after a large query (an unrolled recurrent
+    graph of 10⁵ terms) that took 100 s, longer than the query itself. Once the command has
+    returned, the exit handlers run, the streams are flushed and the process exits with the
+    command's status.
+    """
+    code = main()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

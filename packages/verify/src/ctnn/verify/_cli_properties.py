@@ -112,16 +112,18 @@ def _load(path: Path, what: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise VerifyError(f"{path}: cannot read a .npy of {what} ({exc})") from None
+        raise VerifyError(f"{path}: cannot read the {what} ({exc})") from None
 
 
 def _box_args(args: argparse.Namespace) -> dict[str, Any]:
-    from ._cli import _sample
+    from ._cli import _sample, load_codes
 
     if args.box is not None:
         if args.input is not None or args.eps is not None:
             raise VerifyError("give --box or --input/--eps, not both")
-        return {"box": (_load(args.box[0], "lower box bounds"), _load(args.box[1], "upper box bounds"))}
+        return {
+            "box": (load_codes(args.box[0], "lower box bounds"), load_codes(args.box[1], "upper box bounds"))
+        }
     if args.input is None:
         if args.eps is not None:
             raise VerifyError("--eps needs --input (the box's centre)")

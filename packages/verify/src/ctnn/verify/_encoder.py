@@ -19,6 +19,7 @@ Both are exact for every input in the box; ``tests/`` hold each to the reference
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,11 +107,19 @@ class Encoding:
         return np.array(out, np.int64)
 
 
+class OutOfTime(Exception):
+    """The encoding passed its deadline: the query's time is spent before any solver could run."""
+
+
 class _Walker:
-    def __init__(self, net: Network, dtypes: dict[str, np.dtype], bounds: dict[str, Bounds], encoding: str):
+    def __init__(
+        self, net: Network, dtypes: dict[str, np.dtype], bounds: dict[str, Bounds], encoding: str,
+        deadline: float | None = None,
+    ):  # fmt: skip
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
         self.net, self.dtypes, self.bounds = net, dtypes, bounds
+        self.deadline = deadline
         self.optimized = encoding == "optimized"
         self.assumptions: list[z3.BoolRef] = []
         self._mat: dict[int, tuple[Sym, Sym]] = {}
@@ -230,11 +239,17 @@ class _Walker:
             return out.astype(dtype)
         return out
 
+    def check_time(self, where: str) -> None:
+        # a large unrolled graph can take longer to encode than the whole query may
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise OutOfTime(where)
+
     def run(self, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         net = self.net
         env: dict[str, np.ndarray] = dict(net.ref.constants)
         env[net.input_name] = inputs
         for node, attrs in net.ref.nodes:
+            self.check_time(node.name)
             ins = [env[i] if i else None for i in node.input]
             if all(a is None or a.dtype != object for a in ins):  # constant folding: the reference itself
                 env.update(zip(node.output, REFERENCE_OPS[node.op_type](ins, attrs)))
@@ -285,10 +300,14 @@ def encode(
     bounds: dict[str, Bounds],
     encoding: str = "optimized",
     center: np.ndarray | None = None,
+    deadline: float | None = None,
 ) -> Encoding:
-    """Encode the graph on the box [lo, hi] (flat); ``center`` anchors the perturbation variables."""
+    """Encode the graph on the box [lo, hi] (flat); ``center`` anchors the perturbation variables.
+
+    Past ``deadline`` (a ``time.perf_counter()`` value), it raises :class:`OutOfTime`.
+    """
     lo, hi = np.asarray(lo, np.int64).ravel(), np.asarray(hi, np.int64).ravel()
-    walker = _Walker(net, dtypes, bounds, encoding)
+    walker = _Walker(net, dtypes, bounds, encoding, deadline)
     center = (lo + hi) // 2 if center is None else np.clip(np.asarray(center, np.int64).ravel(), lo, hi)
     elems = np.empty(len(lo), object)
     constraints: list[z3.BoolRef] = []
@@ -310,6 +329,7 @@ def encode(
     y, _ = walker.run(x)
     y = np.asarray(y).ravel()
     if y.dtype == object:
+        walker.check_time("outputs")
         y = np.array([walker.materialize(e) for e in y], dtype=object)
     ob = bounds[net.output_name]
     stats = dict(walker.stats, smt_inputs=int(sum(is_sym(e) for e in elems)))

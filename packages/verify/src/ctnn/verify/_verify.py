@@ -11,9 +11,9 @@ import z3
 
 from ._attack import attack as run_attack
 from ._bab import prove_robustness
-from ._backends import Session, resolve
+from ._backends import AUTO_LARGE_ELEMENTS, Session, resolve
 from ._bv import compare
-from ._encoder import ENCODINGS, Encoding, encode
+from ._encoder import ENCODINGS, Encoding, OutOfTime, encode
 from ._errors import EpsError, SampleError, VerifyError, check_timeout
 from ._interval import Bounds, interval_pass
 from ._linear import Forms, max_of
@@ -152,8 +152,9 @@ class _Query:
         width = (self.hi - self.lo).astype(float)
         return width if w is None else w * width
 
-    def encode(self, encoding: str) -> tuple[Encoding, z3.BoolRef | bool]:
-        enc = encode(self.net, self.lo, self.hi, self.dtypes, self.bounds, encoding, center=self.x0)
+    def encode(self, encoding: str, deadline: float | None = None) -> tuple[Encoding, z3.BoolRef | bool]:
+        enc = encode(self.net, self.lo, self.hi, self.dtypes, self.bounds, encoding, center=self.x0,
+                     deadline=deadline)  # fmt: skip
         return enc, self.prop.violation(enc.outputs, enc.out_lo, enc.out_hi)
 
     def solver(self, enc: Encoding, cond: z3.BoolRef, timeout_s: float) -> z3.Solver:
@@ -182,7 +183,7 @@ def _decide(
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
     label = getattr(q.prop, "label", -1)
-    solver = resolve(solver, int(np.count_nonzero(q.hi > q.lo)))
+    requested, solver = solver, resolve(solver, int(np.count_nonzero(q.hi > q.lo)))
     common = {"label": label, "eps": eps, "property": q.prop.name, "encoding": encoding}
     stats: dict[str, Any] = {"box_log2_size": round(float(np.log2((q.hi - q.lo + 1).astype(float)).sum()), 2)}
 
@@ -257,12 +258,22 @@ def _decide(
         if verdict == "vulnerable":
             return witness(x, "interval")
     t = time.perf_counter()
-    if t >= t0 + timeout_s:  # no time left to encode, let alone solve
+
+    def out_of_time() -> VerificationResult:
         if isinstance(q.prop, LocalRobustness):
             stats["open_classes"] = [j for j in others if j not in bab_proved]
         return done("unknown", "smt", reason="timeout")
-    enc, cond = q.encode(encoding)
+
+    if t >= t0 + timeout_s:  # no time left to encode, let alone solve
+        return out_of_time()
+    try:
+        enc, cond = q.encode(encoding, deadline=t0 + timeout_s)
+    except OutOfTime:
+        stats["encode_s"] = time.perf_counter() - t
+        return out_of_time()
     stats.update(encode_s=time.perf_counter() - t, **enc.stats)
+    if requested == "auto" and solver != "z3" and enc.stats["symbolic_elements"] > AUTO_LARGE_ELEMENTS:
+        solver = "z3"  # bitwuzla would first read the formula as SMT-LIB2 text, which no deadline stops
     if cond is False:  # the encoding's own interval reasoning leaves no candidate output
         return done("robust", "smt")
     if cond is True:  # every input violates: the sample itself is a witness
