@@ -77,7 +77,8 @@ def test_encoding_stops_at_its_deadline(monkeypatch):
     import time
 
     from ctnn.verify import verify_robustness
-    from ctnn.verify._encoder import OutOfTime, _Walker, encode
+    from ctnn.verify._encoder import _Walker, encode
+    from ctnn.verify._errors import OutOfTime
     from ctnn.verify._network import Network
 
     model = random_integer_mlp([6, 8, 3], weight_bits=4, act_bits=4, in_bits=4, seed=2).to_onnx()

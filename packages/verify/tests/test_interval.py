@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from verify_helpers import box_of, ops_graph, wrap_graph
@@ -94,3 +95,32 @@ def test_linear_bounds_are_tighter_where_neurons_share_inputs():
         b = interval_bounds(model, blo, bhi, linear=False)["y"]
         tighter += int(np.sum(a[1] - a[0]) < np.sum(b[1] - b[0]))
     assert tighter >= 5
+
+
+def test_the_interval_pass_stops_at_its_deadline(monkeypatch):
+    import time
+
+    from ctnn.quant import random_integer_mlp
+    from ctnn.verify import verify_robustness
+    from ctnn.verify._errors import OutOfTime
+    from ctnn.verify._interval import interval_pass
+    from ctnn.verify._network import Network
+
+    model = random_integer_mlp([6, 8, 3], weight_bits=4, act_bits=4, in_bits=4, seed=2).to_onnx()
+    net = Network(model, (-8, 7))
+    dtypes = {k: np.asarray(v).dtype for k, v in net.reference(np.zeros(6), keep=True).items()}
+    box = {net.input_name: (np.full((1, 6), -8), np.full((1, 6), 7))}
+    with pytest.raises(OutOfTime):
+        interval_pass(
+            net.ref.nodes, net.ref.constants, dtypes, box, linear=True, deadline=time.perf_counter() - 1
+        )
+    env, _ = interval_pass(net.ref.nodes, net.ref.constants, dtypes, box, deadline=time.perf_counter() + 60)
+    assert net.output_name in env
+
+    def late(deadline, where):
+        raise OutOfTime(where)
+
+    monkeypatch.setattr("ctnn.verify._interval.check_deadline", late)
+    r = verify_robustness(model, np.array([1, -2, 3, 0, 4, -5]), 2, input_range=(-8, 7), timeout_s=30)
+    assert (r.verdict, r.method, r.reason) == ("unknown", "interval", "timeout")
+    assert r.stats["open_classes"] == [j for j in range(3) if j != r.label]  # nothing was ruled out

@@ -19,7 +19,6 @@ Both are exact for every input in the box; ``tests/`` hold each to the reference
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +29,7 @@ from ctnn.quant import REFERENCE_OPS
 
 from ._bv import Sym, bv, is_sym, width, wrap_int
 from ._chains import ELEMENTWISE, MAX_TABLE, MOVES, ROOT, Rec, const, tabulate
-from ._errors import UnsupportedError
+from ._errors import UnsupportedError, check_deadline
 from ._interval import Bounds
 from ._network import Network
 from ._smt import SMT_OPS, NodeCtx, obj
@@ -105,10 +104,6 @@ class Encoding:
             t = z3.simplify(z3.substitute(e.term, *subst)) if subst else z3.simplify(e.term)
             out.append(int(z3.is_true(t)) if z3.is_bool(t) else e.off + t.as_signed_long())
         return np.array(out, np.int64)
-
-
-class OutOfTime(Exception):
-    """The encoding passed its deadline: the query's time is spent before any solver could run."""
 
 
 class _Walker:
@@ -241,8 +236,7 @@ class _Walker:
 
     def check_time(self, where: str) -> None:
         # a large unrolled graph can take longer to encode than the whole query may
-        if self.deadline is not None and time.perf_counter() > self.deadline:
-            raise OutOfTime(where)
+        check_deadline(self.deadline, where)
 
     def run(self, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         net = self.net
@@ -304,7 +298,7 @@ def encode(
 ) -> Encoding:
     """Encode the graph on the box [lo, hi] (flat); ``center`` anchors the perturbation variables.
 
-    Past ``deadline`` (a ``time.perf_counter()`` value), it raises :class:`OutOfTime`.
+    Past ``deadline`` (a ``time.perf_counter()`` value), it raises :class:`~._errors.OutOfTime`.
     """
     lo, hi = np.asarray(lo, np.int64).ravel(), np.asarray(hi, np.int64).ravel()
     walker = _Walker(net, dtypes, bounds, encoding, deadline)

@@ -4,12 +4,14 @@ User mistakes (a bad ε, a sample that does not fit the input codes, a graph fea
 encoder does not handle) are :class:`VerifyError`, a ``ValueError``. A graph outside the
 integer dialect raises ctnn.quant's :class:`~ctnn.quant.DialectError` (also a ``ValueError``)
 unchanged. :class:`WitnessError` is different: it means ctnn-verify itself is wrong.
-:func:`check_timeout` is the one check of ``timeout_s`` that every entry point makes.
+:func:`check_timeout` is the one check of ``timeout_s`` that every entry point makes;
+:class:`OutOfTime` is how a stage that keeps to a deadline gives up.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from numbers import Real
 
 
@@ -29,12 +31,23 @@ class UnsupportedError(VerifyError):
     """The graph is in the dialect but uses something the encoder does not support yet."""
 
 
+class OutOfTime(Exception):
+    """Internal: a stage passed the query's deadline (caught by the query, which then answers
+    ``unknown`` with reason ``timeout``); never raised to a caller."""
+
+
 class WitnessError(RuntimeError):
     """A counterexample failed its replay: a bug in ctnn-verify, never a reported attack."""
 
 
 class BoxError(SampleError):
     """An input box (or a sensitive feature, or its values) does not fit the graph's input codes."""
+
+
+def check_deadline(deadline: float | None, where: str) -> None:
+    """Raise :class:`OutOfTime` once ``time.perf_counter()`` is past ``deadline`` (None: never)."""
+    if deadline is not None and time.perf_counter() > deadline:
+        raise OutOfTime(where)
 
 
 def check_timeout(timeout_s: object) -> float:

@@ -23,7 +23,7 @@ from onnx import TensorProto
 
 from ctnn.quant import REFERENCE_OPS
 
-from ._errors import UnsupportedError
+from ._errors import UnsupportedError, check_deadline
 
 _BIG = 1 << 62
 
@@ -326,11 +326,13 @@ def interval_pass(
     dtypes: Mapping[str, np.dtype],
     inputs: Mapping[str, tuple[np.ndarray, np.ndarray]],
     linear: bool = False,
+    deadline: float | None = None,
 ) -> tuple[dict[str, Bounds], Any]:
     """Bounds of every tensor given a box for the (one) input, shaped as the input.
 
     With ``linear``, affine forms (:mod:`._linear`) tighten the bounds as the walk goes;
     the second result is then the :class:`~._linear.LinearRefiner` holding them, else None.
+    Past ``deadline`` (a ``time.perf_counter()`` value) it raises :class:`~._errors.OutOfTime`.
     """
     env: dict[str, Bounds] = {n: Bounds.const(v) for n, v in constants.items()}
     for name, (lo, hi) in inputs.items():
@@ -343,6 +345,7 @@ def interval_pass(
         (name,) = inputs
         refiner = LinearRefiner(env, dict(dtypes), name)
     for node, attrs in nodes:
+        check_deadline(deadline, node.name)
         ins = [env[i] if i else None for i in node.input]
         if all(b is None or b.value is not None for b in ins):
             outs = REFERENCE_OPS[node.op_type]([b.value if b is not None else None for b in ins], attrs)
