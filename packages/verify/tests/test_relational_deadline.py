@@ -120,3 +120,19 @@ def test_bias_over_many_boxes_stops_at_the_deadline():
     )  # fmt: skip
     _check_bracket(r, truth, elapsed, timeout_s)
     _check_witness(model, model, r, sens=0)
+
+
+def test_a_bound_pass_out_of_time_leaves_the_dtype_bound(monkeypatch):
+    from ctnn.verify._errors import OutOfTime
+
+    a, b = _mlp([10, 6, 2], seed=1), _mlp([10, 6, 2], seed=2)  # 16^10 inputs: no enumeration
+
+    def late(deadline, where):
+        raise OutOfTime(where)
+
+    monkeypatch.setattr("ctnn.verify._interval.check_deadline", late)
+    r = max_difference(a, b, input_range=(LO, HI), timeout_s=30)
+    # int8 outputs can differ by 255 at most; the search itself stops at once (its queries' bound passes)
+    assert r.bound == 255 and not r.exact and r.total_time_s < 30
+    assert r.reason.startswith(f"the gap is in [{r.gap}, 255]: ")
+    _check_witness(a, b, r)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import BoxError, WitnessError
+from ._errors import BoxError, OutOfTime, WitnessError
 from ._linear import Forms
 from ._network import Network
 from ._product import common_dtype, n_outputs, product_graph
@@ -234,13 +234,14 @@ def _enumerate(
     return VerificationResult("robust", total_time_s=time.perf_counter() - t0, **common)
 
 
-def upper_gap(pairing: Pairing, boxes: list, output: int | None) -> int:
-    """A proved bound on ``|a_j - b_j|`` over the boxes, from interval and linear bounds."""
+def upper_gap(pairing: Pairing, boxes: list, output: int | None, deadline: float | None = None) -> int:
+    """A proved bound on ``|a_j - b_j|`` over the boxes, from interval and linear bounds
+    (:class:`~._errors.OutOfTime` past ``deadline``)."""
     prop = OutputGap(pairing.m, 0, output)
     best = 0
     for lo, hi, x0 in boxes:
         q = pairing.query(prop, lo, hi, x0)
-        q.bound(linear=True)
+        q.bound(linear=True, deadline=deadline)
         out = q.bounds[q.net.output_name]
         olo, ohi = out.lo.ravel().astype(np.int64), out.hi.ravel().astype(np.int64)
         forms = None
@@ -297,7 +298,11 @@ def max_gap(
         g = int(gaps(y[None])[0])
         if g > best:
             best, witness = g, (x, y)
-    bound = max(upper_gap(pairing, boxes, output) if stages.interval else _range_gap(pairing), best)
+    try:
+        start = upper_gap(pairing, boxes, output, deadline.at) if stages.interval else _range_gap(pairing)
+    except OutOfTime:  # graphs too large to bound in the time: the dtypes' bound, and no search
+        start = _range_gap(pairing)
+    bound = max(start, best)
     queries: list[dict[str, Any]] = []
     reason = ""
     ceiling = bound  # thresholds at or above an undecided one are not tried again
