@@ -97,3 +97,33 @@ def test_encoding_stops_at_its_deadline(monkeypatch):
     monkeypatch.setattr(_Walker, "check_time", late)
     r = verify_robustness(model, x, 2, input_range=(-8, 7), interval=False, attack=False, timeout_s=30)
     assert r.verdict == "unknown" and r.reason == "timeout" and "encode_s" in r.stats
+
+
+@pytest.mark.parametrize("encoding", ["naive", "optimized"])
+def test_lookup_tables_of_bools_and_of_saturated_codes(encoding):
+    """Gather from constant tables by a symbolic index (the optimized encoding writes these as steps
+    over the index): a boolean table and an int8 table that saturates, on every index."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    flags = rng.integers(0, 2, size=16).astype(bool)
+    codes = np.clip(np.arange(-8, 8) * 20, -100, 100).astype(np.int8)  # flat at both ends
+    nodes = [
+        helper.make_node("Cast", ["x"], ["x32"], to=TensorProto.INT32),
+        helper.make_node("Add", ["x32", "eight"], ["idx"]),
+        helper.make_node("Gather", ["flags", "idx"], ["f"], axis=0),
+        helper.make_node("Gather", ["codes", "idx"], ["c"], axis=0),
+        helper.make_node("Where", ["f", "c", "zero"], ["y"]),
+    ]
+    inits = [numpy_helper.from_array(np.array(8, np.int32), "eight"), numpy_helper.from_array(flags, "flags"),
+             numpy_helper.from_array(codes, "codes"), numpy_helper.from_array(np.array(0, np.int8), "zero")]  # fmt: skip
+    graph = helper.make_graph(nodes, "luts", [helper.make_tensor_value_info("x", TensorProto.INT8, ["N", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT8, ["N", 3])], inits)  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    q, enc = _encoding(model, np.array([0, -5, 6]), 15, encoding, (-8, 7))  # the whole input range
+    grid = np.stack(np.meshgrid(*[np.arange(-8, 8)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    ref = ReferenceInterpreter(model).run({"x": grid.astype(np.int8)})["y"].astype(np.int64)
+    for x, y in zip(grid[::7], ref[::7]):
+        np.testing.assert_array_equal(enc.evaluate(x), y)

@@ -10,6 +10,7 @@ rule never has to think about ONNX container types.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -444,6 +445,8 @@ def _gather(ctx: NodeCtx, ins):
     olo = np.transpose(np.asarray(ctx.outs[0].exact_lo), inv)
     ohi = np.transpose(np.asarray(ctx.outs[0].exact_hi), inv)
     boolean = ctx.out_dtypes[0] == np.bool_
+    # a table of constants (a lookup table) in the optimized encoding: steps over the index
+    steps = ctx.offsets and not any(is_sym(e) for e in data.flat)
     out = np.empty(olo.shape, object)
     for j in np.ndindex(idx.shape):
         i, ilo, ihi = idx[j], int(ib.lo[j]), int(ib.hi[j])
@@ -454,12 +457,46 @@ def _gather(ctx: NodeCtx, ins):
         slices = [(v, np.take(data, [v % n], axis=axis).reshape(out.shape[k:])) for v in values]
         for r in np.ndindex(out.shape[k:]):
             lo, hi = int(olo[j + r]), int(ohi[j + r])
+            if steps and is_sym(i):
+                out[j + r] = _table_steps(i, ilo, ihi, [(v, sl[r]) for v, sl in slices], lo, hi, ctx, boolean)
+                continue
             acc = slices[0][1][r]
             for v, sl in slices[1:]:
                 c = compare("==", i, ilo, ihi, v, v, v)
                 acc = select(c, sl[r], acc, lo, hi, ctx.base(lo, hi), boolean=boolean)
             out[j + r] = acc
     return [np.transpose(out, order)]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _bvval(v: int, w: int) -> z3.BitVecRef:
+    # a lookup table repeats its entries and thresholds at every step of an unrolled graph
+    return z3.BitVecVal(v, w)
+
+
+def _table_steps(i: Sym, ilo: int, ihi: int, table: list, lo: int, hi: int, ctx: NodeCtx, boolean: bool):
+    """``table[i]`` for constant entries ``(v, value)`` over the index values ``v`` in increasing
+    order, written as a step function of the index: one ``If(i >= v, ...)`` where the value
+    changes (a saturated lookup table changes far less often than it has entries), against the
+    index term built once. Exact for every index in the table's range, which the assumptions on
+    the index keep it to."""
+    vals = [bool(e) if boolean else int(e) for _, e in table]
+    changes = [k for k in range(1, len(vals)) if vals[k] != vals[k - 1]]
+    if not changes:
+        return vals[0]
+    w = width(ilo - i.off, ihi - i.off)
+    it = bv(i, w, i.off)
+    if boolean:
+        acc = z3.BoolVal(vals[0])
+        for k in changes:
+            acc = z3.If(it >= _bvval(table[k][0] - i.off, w), z3.BoolVal(vals[k]), acc)
+        return Sym(0, acc)
+    base = ctx.base(lo, hi)
+    wo = width(min(lo, *vals) - base, max(hi, *vals) - base)
+    acc = _bvval(vals[0] - base, wo)
+    for k in changes:
+        acc = z3.If(it >= _bvval(table[k][0] - i.off, w), _bvval(vals[k] - base, wo), acc)
+    return Sym(base, acc)
 
 
 @register_smt("Concat")
