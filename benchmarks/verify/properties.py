@@ -148,8 +148,8 @@ def render(res: dict) -> str:
                   "bounds, attack, box splitting, SMT). *bias*: the first feature is the sensitive attribute at every "
                   "step (codes −2 vs 2); *max-difference*: the largest output gap between two random cells of the "
                   "family (a binary search of SMT queries). Cell: verdict and seconds (`—`: undecided at the timeout; "
-                  "*late*: decided, but the whole search overran the per-query timeout — the bound pass on the "
-                  "product graph is not budgeted).", ""]  # fmt: skip
+                  "*late*: decided, but the whole search overran the per-query timeout by more than a stage "
+                  "checks its clock).", ""]  # fmt: skip
         props = list(dict.fromkeys(r["property"] for r in rows))
         lengths = sorted({r["T"] for r in rows})
         for fam in sorted({r["family"] for r in rows}):
