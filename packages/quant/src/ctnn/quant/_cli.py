@@ -134,6 +134,8 @@ def _codes(args: argparse.Namespace) -> int:
     x, y = {"train": (data.X_train, data.y_train), "val": (data.X_val, data.y_val),
             "test": (data.X_test, data.y_test)}[args.split]  # fmt: skip
     n = len(x)
+    if n == 0:
+        raise ValueError(f"the {args.split} split of {data.name!r} has no samples")
     if args.indices:
         bad = [i for i in args.indices if not 0 <= i < n]
         if bad:
