@@ -55,6 +55,22 @@ def test_run_prints_outputs(files, tmp_path, capsys, gcc):
     assert np.array_equal(np.array([[int(v) for v in ln.split()] for ln in lines[1:]]), ref)
 
 
+def test_run_reads_the_codes_of_a_samples_file(files, tmp_path, capsys):
+    model, codes, ref = files
+    out = tmp_path / "b"
+    assert main(["build", str(model), "--target", "host", "--out", str(out)]) == 0
+    samples = tmp_path / "samples.npz"  # as ctnn-quant codes writes it
+    np.savez(samples, codes=np.load(codes), labels=np.zeros(64, np.int64), indices=np.arange(64))
+    capsys.readouterr()
+    assert (
+        main(["run", str(out), "--input", str(samples), "--output", str(tmp_path / "y.npy"), "--check"]) == 0
+    )
+    assert np.array_equal(np.load(tmp_path / "y.npy"), ref)
+    np.savez(samples, x=np.load(codes), labels=np.zeros(64, np.int64))  # keyed by the input's name
+    assert main(["run", str(out), "--input", str(samples), "--check"]) == 2
+    assert "unknown: ['labels']" in capsys.readouterr().err
+
+
 def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert main(["build", str(tmp_path / "missing.onnx"), "--out", str(tmp_path / "o")]) == 2
     assert "ctnn-deploy: error:" in capsys.readouterr().err

@@ -44,8 +44,14 @@ def _run(args: argparse.Namespace) -> int:
     from ._build import BuildResult
 
     res = BuildResult.from_dir(args.build_dir)
-    loaded = np.load(args.input)
-    feeds = dict(loaded) if isinstance(loaded, np.lib.npyio.NpzFile) else {res.inputs[0].name: loaded}
+    loaded = np.load(args.input, allow_pickle=False)
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        feeds = dict(loaded)
+        first = res.inputs[0].name
+        if len(res.inputs) == 1 and first not in feeds and "codes" in feeds:
+            feeds = {first: feeds["codes"]}  # ctnn-quant codes' .npz (a campaign's sample file)
+    else:
+        feeds = {res.inputs[0].name: loaded}
     out = res.load().run(feeds)
     outs = out if isinstance(out, dict) else {res.outputs[0].name: out}
     if args.output:
@@ -109,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     r.add_argument("build_dir", type=Path)
     r.add_argument(
-        "--input", type=Path, required=True, help="integer codes [N, ...]: .npy, or .npz keyed by input name"
+        "--input",
+        type=Path,
+        required=True,
+        help="integer codes [N, ...]: .npy, or .npz keyed by input name (one input: or its `codes` array)",
     )
     r.add_argument("--output", type=Path, help="write the outputs here (.npy) instead of printing them")
     r.add_argument(
