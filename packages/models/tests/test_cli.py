@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from ctnn.models import ContinuousNet, SequenceClassifier, load_checkpoint, load_digits
+from ctnn.models import MLP, ContinuousNet, SequenceClassifier, load_checkpoint, load_digits, save_checkpoint
 from ctnn.models._cli import main
 
 
@@ -106,6 +106,12 @@ def test_option_conflicts_are_errors(tmp_path, capsys):
     )
     assert main(["compress", ckpt, "--basis", "piecewise_linear", "--n-basis", "2"]) == 2
     assert f"ctnn-models: error: {ckpt}: compress needs a ContinuousNet checkpoint" in capsys.readouterr().err
+    bare = tmp_path / "bare" / "model.safetensors"
+    save_checkpoint(MLP([64, 10]), bare)  # no data set recorded
+    assert main(["evaluate", str(bare)]) == 2
+    assert (
+        f"ctnn-models: error: {bare}: the checkpoint does not record its data set" in capsys.readouterr().err
+    )
 
 
 def test_bad_arguments():

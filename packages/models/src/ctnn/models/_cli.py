@@ -167,17 +167,17 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-def _checkpoint_data(config: dict[str, Any]) -> Dataset:
+def _checkpoint_data(config: dict[str, Any], path: Path) -> Dataset:
     ds = config.get("dataset") or {}
     name = config.get("data_path") or ds.get("name")
     if not name:
-        raise ValueError("the checkpoint does not record its data set")
+        raise ValueError(f"{path}: the checkpoint does not record its data set")
     return load_dataset(name, seed=int(config.get("training", {}).get("seed", 0)))
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     model, config = load_checkpoint(args.checkpoint)
-    data = _checkpoint_data(config)
+    data = _checkpoint_data(config, args.checkpoint)
     if isinstance(model, ContinuousNet):
         if args.scheme is not None:
             model.scheme = args.scheme
@@ -195,7 +195,7 @@ def _compress(args: argparse.Namespace) -> None:
     model, config = load_checkpoint(args.checkpoint)
     if not isinstance(model, ContinuousNet):
         raise ValueError(f"{args.checkpoint}: compress needs a ContinuousNet checkpoint")
-    data = _checkpoint_data(config)
+    data = _checkpoint_data(config, args.checkpoint)
     small = model.compress(args.basis, args.n_basis, n_steps=args.n_steps)
     before, after = accuracy(model, data.X_test, data.y_test), accuracy(small, data.X_test, data.y_test)
     n_before = sum(p.numel() for p in model.parameters())
