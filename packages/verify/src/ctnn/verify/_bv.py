@@ -17,6 +17,8 @@ Two facts keep this exact and cheap:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +73,30 @@ def bv(e: Elem, w: int, base: int = 0) -> z3.BitVecRef:
         d = e.off - base
         return t if d == 0 else t + z3.BitVecVal(d, w)
     return z3.BitVecVal(int(e) - base, w)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def bvval(v: int, w: int) -> z3.BitVecRef:
+    """``z3.BitVecVal(v, w)``, cached: step functions repeat their thresholds and values at every
+    step of an unrolled graph."""
+    return z3.BitVecVal(v, w)
+
+
+def step_chain(
+    above: Callable[[int], z3.BoolRef], values: Sequence, changes: Sequence[int], base: int = 0,
+    w: int | None = None,
+) -> z3.ExprRef:  # fmt: skip
+    """A step function: ``values[0]``, replaced by ``values[k]`` wherever ``above(k)`` holds, for the
+    change points ``k`` in increasing order. ``w``: the values' width, relative to ``base``
+    (None: the values are booleans)."""
+
+    def val(v: Any) -> z3.ExprRef:
+        return z3.BoolVal(bool(v)) if w is None else bvval(int(v) - base, w)
+
+    acc = val(values[0])
+    for k in changes:
+        acc = z3.If(above(k), val(values[k]), acc)
+    return acc
 
 
 def as_bool(e: Elem) -> z3.BoolRef | bool:

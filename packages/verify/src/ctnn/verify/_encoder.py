@@ -27,7 +27,7 @@ import z3
 
 from ctnn.quant import REFERENCE_OPS
 
-from ._bv import Sym, bv, is_sym, width, wrap_int
+from ._bv import Sym, bv, bvval, is_sym, step_chain, width, wrap_int
 from ._chains import ELEMENTWISE, MAX_TABLE, MOVES, ROOT, Rec, const, tabulate
 from ._errors import UnsupportedError, check_deadline
 from ._interval import Bounds
@@ -151,13 +151,10 @@ class _Walker:
         def above(i: int) -> z3.BoolRef:  # root >= u.lo + i
             if root.is_bool:
                 return root.term
-            return root.term >= z3.BitVecVal(u.lo + int(i) - root.off, root.term.size())
+            return root.term >= bvval(u.lo + int(i) - root.off, root.term.size())
 
         if table.dtype == np.bool_:
-            acc = z3.BoolVal(bool(table[0]))
-            for i in steps:
-                acc = z3.If(above(i), z3.BoolVal(bool(table[i])), acc)
-            res = Sym(0, acc)
+            res = Sym(0, step_chain(above, table, steps))
         else:
             vals = table.astype(np.int64)
             if len(steps) == 0:
@@ -165,11 +162,7 @@ class _Walker:
             vlo, vhi = int(vals.min()), int(vals.max())
             # anchor at the value the root's offset maps to: the sample's own value
             base = int(vals[min(max(root.off - u.lo, 0), len(vals) - 1)]) if not root.is_bool else vlo
-            w = width(vlo - base, vhi - base)
-            acc = z3.BitVecVal(int(vals[0]) - base, w)
-            for i in steps:
-                acc = z3.If(above(i), z3.BitVecVal(int(vals[i]) - base, w), acc)
-            res = Sym(base, acc)
+            res = Sym(base, step_chain(above, vals, steps, base, width(vlo - base, vhi - base)))
         vlo, vhi = (0, 1) if table.dtype == np.bool_ else (int(table.min()), int(table.max()))
         res.uni = _Uni(res, vlo, vhi, table.dtype)  # a chain root of its own from here on
         return res

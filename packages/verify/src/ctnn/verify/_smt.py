@@ -10,7 +10,6 @@ rule never has to think about ONNX container types.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +21,7 @@ from onnx import TensorProto
 
 from ctnn.quant import REFERENCE_OPS
 
-from ._bv import Sym, as_bool, bv, compare, is_sym, scaled, select, width
+from ._bv import Sym, as_bool, bv, bvval, compare, is_sym, scaled, select, step_chain, width
 from ._errors import UnsupportedError
 from ._interval import Bounds, reduce_axes
 
@@ -468,12 +467,6 @@ def _gather(ctx: NodeCtx, ins):
     return [np.transpose(out, order)]
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _bvval(v: int, w: int) -> z3.BitVecRef:
-    # a lookup table repeats its entries and thresholds at every step of an unrolled graph
-    return z3.BitVecVal(v, w)
-
-
 def _table_steps(i: Sym, ilo: int, ihi: int, table: list, lo: int, hi: int, ctx: NodeCtx, boolean: bool):
     """``table[i]`` for constant entries ``(v, value)`` over the index values ``v`` in increasing
     order, written as a step function of the index: one ``If(i >= v, ...)`` where the value
@@ -486,17 +479,16 @@ def _table_steps(i: Sym, ilo: int, ihi: int, table: list, lo: int, hi: int, ctx:
         return vals[0]
     w = width(ilo - i.off, ihi - i.off)
     it = bv(i, w, i.off)
+
+    def above(k: int) -> z3.BoolRef:
+        return it >= bvval(table[k][0] - i.off, w)
+
     if boolean:
-        acc = z3.BoolVal(vals[0])
-        for k in changes:
-            acc = z3.If(it >= _bvval(table[k][0] - i.off, w), z3.BoolVal(vals[k]), acc)
-        return Sym(0, acc)
+        return Sym(0, step_chain(above, vals, changes))
     base = ctx.base(lo, hi)
-    wo = width(min(lo, *vals) - base, max(hi, *vals) - base)
-    acc = _bvval(vals[0] - base, wo)
-    for k in changes:
-        acc = z3.If(it >= _bvval(table[k][0] - i.off, w), _bvval(vals[k] - base, wo), acc)
-    return Sym(base, acc)
+    return Sym(
+        base, step_chain(above, vals, changes, base, width(min(lo, *vals) - base, max(hi, *vals) - base))
+    )
 
 
 @register_smt("Concat")

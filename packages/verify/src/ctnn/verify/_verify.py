@@ -198,22 +198,26 @@ def _decide(
         return done("vulnerable", method, counterexample=np.asarray(x, np.int64).tolist(),
                     counterexample_label=int(np.argmax(y)), counterexample_output=y.tolist(), **kw)  # fmt: skip
 
+    bab_proved: set[int] = set()
+    others = [j for j in range(len(q.y0)) if j != label]
+
+    def out_of_time(method: str) -> VerificationResult:
+        if isinstance(q.prop, LocalRobustness):
+            stats["open_classes"] = [j for j in others if j not in bab_proved]
+        return done("unknown", method, reason="timeout")
+
     t = time.perf_counter()
     try:
         q.bound(linear=True, deadline=t0 + timeout_s)
     except OutOfTime:  # a graph too large to bound in the time: no class is ruled out
         stats["interval_s"] = time.perf_counter() - t
-        if isinstance(q.prop, LocalRobustness):
-            stats["open_classes"] = [j for j in range(len(q.y0)) if j != label]
-        return done("unknown", "interval", reason="timeout")
+        return out_of_time("interval")
     proved = interval and q.proved_by_bounds()
     stats["interval_s"] = time.perf_counter() - t
     if proved:
         return done("robust", "interval")
-    bab_proved: set[int] = set()
     layered = False
     use_bab = interval and bab > 0 and isinstance(q.prop, LocalRobustness)
-    others = [j for j in range(len(q.y0)) if j != label]
 
     def bab_round(deadline: float, exact: float = 0.0) -> VerificationResult | None:
         """Branch and bound on the classes still open, until ``deadline``; CP-SAT on what it
@@ -264,19 +268,13 @@ def _decide(
         if verdict == "vulnerable":
             return witness(x, "interval")
     t = time.perf_counter()
-
-    def out_of_time() -> VerificationResult:
-        if isinstance(q.prop, LocalRobustness):
-            stats["open_classes"] = [j for j in others if j not in bab_proved]
-        return done("unknown", "smt", reason="timeout")
-
     if t >= t0 + timeout_s:  # no time left to encode, let alone solve
-        return out_of_time()
+        return out_of_time("smt")
     try:
         enc, cond = q.encode(encoding, deadline=t0 + timeout_s)
     except OutOfTime:
         stats["encode_s"] = time.perf_counter() - t
-        return out_of_time()
+        return out_of_time("smt")
     stats.update(encode_s=time.perf_counter() - t, **enc.stats)
     if requested == "auto" and solver != "z3" and enc.stats["symbolic_elements"] > AUTO_LARGE_ELEMENTS:
         solver = "z3"  # bitwuzla would first read the formula as SMT-LIB2 text, which no deadline stops
