@@ -16,6 +16,11 @@ can be resumed or extended with more samples/eps later):
                    queries, SMT stage only; the answers of both solvers are compared.
 * ``solvers``/``encodings`` also run a random 6-bit MLP 16-12-10 (``--random-eps``), small enough
   that the solver decides within the limit, so the comparison has decided queries.
+* ``solvers`` also runs recurrent graphs: random integer LEM, Lipschitz RNN and LTC cells
+  (ctnn-verify's test builders: 2 features, 4-bit activations, 3-bit inputs) with
+  ``--recurrent-units`` units unrolled over ``--recurrent-lengths`` steps, ε = 1 around
+  ``--recurrent-samples`` random sequences: formulas of 1,000 to 100,000 symbolic elements, where
+  ``solver="auto"`` has to choose by size.
 * ``digits``    -- MLP 64-32-10 on scikit-learn's digits at 8, 6 and 4 bits, ε = 1..4.
 
     python benchmarks/verify/bench_verify.py --suite mnist --eps 1 2 --samples 20
@@ -78,7 +83,8 @@ def _query(net, x, label, eps, timeout, **kw) -> dict:
     return {"verdict": r.verdict, "method": r.method, "time_s": round(wall, 3),
             "solver_time_s": round(r.solver_time_s, 3), "reason": r.reason,
             "goals": r.stats.get("goals"), "open_goals": r.stats.get("open_goals", 0),
-            "solver_calls": r.stats.get("solver_calls", 0), "counterexample_label": r.counterexample_label}  # fmt: skip
+            "solver_calls": r.stats.get("solver_calls", 0), "counterexample_label": r.counterexample_label,
+            "elements": r.stats.get("symbolic_elements"), "translate_s": r.stats.get("translate_s")}  # fmt: skip
 
 
 def _samples(model: str, n: int):
@@ -97,6 +103,19 @@ def _samples(model: str, n: int):
     X, y = test_set(model)
     pred = net.outputs(X[:n]).argmax(1)
     return net, X[:n], y[:n], pred
+
+
+def _recurrent(family: str, units: int, steps: int, n: int):
+    """A random integer ``family`` cell (ctnn-verify's test builder), ``n`` random sequences and the
+    cell's own labels for them."""
+    sys.path.insert(0, str(HERE.parents[1] / "packages" / "verify" / "tests"))
+    from verify_recurrent import BUILDERS
+
+    from ctnn.verify._network import Network
+
+    net = Network(BUILDERS[family](steps, units=units, act_bits=4, seed=1).to_onnx(), input_range=(-4, 3))
+    X = np.random.default_rng(steps).integers(-4, 4, size=(n, 2 * steps))
+    return net, X, net.outputs(X).argmax(1)
 
 
 def run_suite(suite: str, args: argparse.Namespace, data: dict) -> None:
@@ -133,7 +152,7 @@ def run_suite(suite: str, args: argparse.Namespace, data: dict) -> None:
                 if args.first <= i < len(X) and eps in args.eps:
                     record(f"mnist-workers/mnist/{i}/{eps}", net, X[i], int(y[i]), eps, args.timeout,
                            solver=args.solver, workers=args.workers)  # fmt: skip
-    if suite in ("mnist", "mnist-ibp", "encodings", "solvers"):
+    if suite in ("mnist", "mnist-ibp", "encodings", "solvers") and args.samples:
         model = "mnist-ibp" if suite == "mnist-ibp" else "mnist"
         net, X, y, pred = _samples(model, args.samples)
         whole = suite in ("mnist", "mnist-ibp")  # the default verifier on every query
@@ -151,7 +170,7 @@ def run_suite(suite: str, args: argparse.Namespace, data: dict) -> None:
                     encodings(net, "mnist", X[i], i, lab, eps, naive_only=args.naive_only)
                 else:
                     solvers(net, "mnist", X[i], i, lab, eps)
-    if suite in ("solvers", "encodings") and args.random_eps:
+    if suite in ("solvers", "encodings") and args.random_eps and args.samples:
         net, X, y, _ = _samples("random", args.samples)
         for eps in args.random_eps:
             for i in range(len(X)):
@@ -160,7 +179,15 @@ def run_suite(suite: str, args: argparse.Namespace, data: dict) -> None:
                     encodings(net, "random", X[i], i, lab, eps)
                 else:
                     solvers(net, "random", X[i], i, lab, eps)
-    if suite in ("digits", "solvers", "encodings"):
+    if suite == "solvers":
+        for family in ("lem", "lipschitz_rnn", "ltc"):
+            for units in args.recurrent_units:
+                for steps in args.recurrent_lengths:
+                    name = f"{family}-u{units}-T{steps}"
+                    net, X, pred = _recurrent(family, units, steps, args.recurrent_samples)
+                    for i, x in enumerate(X):
+                        solvers(net, name, x, i, int(pred[i]), 1)
+    if suite in ("digits", "solvers", "encodings") and args.samples:
         for bits in (8, 6, 4) if suite == "digits" else (8,):
             name = f"digits-{bits}"
             net, X, y, pred = _samples(name, args.samples)
@@ -463,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
                    default=None, help="mnist-workers: the mnist suite's timeouts again with --workers")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="mnist-workers: processes per query (default 2)")
     p.add_argument("--eps", type=int, nargs="*", default=[1, 2, 3, 4])
-    p.add_argument("--samples", type=int, default=100, help="test images up to the N-th (default 100)")
+    p.add_argument("--samples", type=int, default=100,
+                   help="test images up to the N-th (default 100; 0: no MNIST, digits or random MLP queries)")  # fmt: skip
     p.add_argument("--first", type=int, default=0,
                    help="MNIST: start at this test image (split a long run over processes, then --merge)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per query (default 60)")
@@ -474,6 +502,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--digits-eps", type=int, nargs="*", default=[8, 16, 32],
                    help="ε of the digits-8 queries of the solvers suite (default 8 16 32: wide enough "
                         "that the solver, not the bounds, decides)")  # fmt: skip
+    p.add_argument("--recurrent-units", type=int, nargs="*", default=[4, 8, 16],
+                   help="solvers suite: units of the random recurrent cells (none: skip them)")  # fmt: skip
+    p.add_argument("--recurrent-lengths", type=int, nargs="+", default=[8, 16, 24],
+                   help="solvers suite: sequence lengths of the recurrent cells")  # fmt: skip
+    p.add_argument("--recurrent-samples", type=int, default=2, help="solvers suite: sequences per cell")
     p.add_argument("--naive-only", action="store_true",
                    help="encodings suite: only the naive side on MNIST (for the whole-verifier comparison)")  # fmt: skip
     p.add_argument("--cpu", type=int, default=None,

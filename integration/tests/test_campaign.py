@@ -99,6 +99,16 @@ def test_missing_files_are_named(spec_dir):
         CampaignSpec.from_toml(spec_dir / "c.toml")
 
 
+def test_an_unreadable_samples_file_is_named(spec_dir, tiny_model):
+    from ctnn.pipeline import select_samples
+    from ctnn.pipeline._sweep import ResolvedModel
+
+    spec = CampaignSpec.from_toml(spec_dir / "c.toml")
+    (spec_dir / "samples.npz").write_bytes(b"truncated")
+    with pytest.raises(ValueError, match=r"samples\.npz: cannot read a \.npy or \.npz of samples"):
+        select_samples(spec.samples, ResolvedModel("tiny", tiny_model))
+
+
 def test_cli_reports_a_bad_spec_with_exit_code_2(spec_dir):
     (spec_dir / "c.toml").write_text(GOOD.replace("eps = [1, 2, 3]", "eps = [0.5]"))
     p = subprocess.run([sys.executable, "-m", "ctnn.pipeline._cli", "campaign", "run", "c.toml"], cwd=spec_dir,

@@ -238,3 +238,25 @@ def test_console_entry_runs_exit_handlers_and_keeps_the_status(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "ctnn: error:" in proc.stderr and "no-such-run" in proc.stderr
     assert proc.stdout == "beforehandler ran\n"
+
+
+def test_build_and_check_samples_the_sidecars_input_range(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from ctnn.pipeline._sweep import build_and_check
+    from ctnn.quant import Sidecar, TensorQuant, random_integer_mlp, write_sidecar
+
+    path = tmp_path / "m.onnx"
+    onnx.save(random_integer_mlp([4, 3, 2], weight_bits=4, act_bits=4, in_bits=4, seed=3).to_onnx(), path)
+    r = build_and_check(path, "llvm", tmp_path / "a", 50)
+    assert r["exact_on"] == 50 and r["input_range"] == [-128, 127]  # no sidecar: int8's whole range
+    write_sidecar(path, Sidecar("mlp", TensorQuant("x", [None, 4], 4, -8, 7, 0.1),
+                                TensorQuant("y", [None, 2], 4, -8, 7, 0.5), 4, 4))  # fmt: skip
+    assert build_and_check(path, "llvm", tmp_path / "b", 50)["input_range"] == [-8, 7]
+    io = [helper.make_tensor_value_info(n, TensorProto.INT32, ["N", 4]) for n in ("a", "b", "y")]
+    g = helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"], name="add")], "two", io[:2], io[2:])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "two.onnx"))
+    with pytest.raises(ValueError, match=r"two\.onnx: a graph to deploy needs one input with a fixed sample "
+                       r"shape; got inputs \['a', 'b'\]"):  # fmt: skip
+        build_and_check(tmp_path / "two.onnx", "llvm", tmp_path / "c", 5)

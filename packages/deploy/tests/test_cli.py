@@ -67,8 +67,32 @@ def test_run_reads_the_codes_of_a_samples_file(files, tmp_path, capsys):
     )
     assert np.array_equal(np.load(tmp_path / "y.npy"), ref)
     np.savez(samples, x=np.load(codes), labels=np.zeros(64, np.int64))  # keyed by the input's name
-    assert main(["run", str(out), "--input", str(samples), "--check"]) == 2
-    assert "unknown: ['labels']" in capsys.readouterr().err
+    assert main(["run", str(out), "--input", str(samples), "--output", str(tmp_path / "y2.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "y2.npy"), ref)
+    np.savez(samples, a=np.load(codes), labels=np.zeros(64, np.int64))
+    assert main(["run", str(out), "--input", str(samples)]) == 2
+    assert "needs an array named 'x' or 'codes'; it holds ['a', 'labels']" in capsys.readouterr().err
+
+
+def test_run_feeds_a_graph_of_two_inputs_by_name(tmp_path, capsys):
+    import onnx
+    from onnx import TensorProto, helper
+
+    io = [helper.make_tensor_value_info(n, TensorProto.INT32, ["N", 4]) for n in ("a", "b", "y")]
+    g = helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"], name="add")], "two", io[:2], io[2:])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "two.onnx"))
+    out = tmp_path / "b"
+    assert main(["build", str(tmp_path / "two.onnx"), "--target", "host", "--out", str(out)]) == 0
+    a, b = np.arange(12, dtype=np.int32).reshape(3, 4), np.full((3, 4), -5, np.int32)
+    np.savez(tmp_path / "ab.npz", b=b, a=a)
+    assert (
+        main(["run", str(out), "--input", str(tmp_path / "ab.npz"), "--output", str(tmp_path / "y.npy")]) == 0
+    )
+    assert np.array_equal(np.load(tmp_path / "y.npy"), a + b)
+    np.savez(tmp_path / "a.npz", a=a, labels=np.zeros(3))
+    capsys.readouterr()
+    assert main(["run", str(out), "--input", str(tmp_path / "a.npz")]) == 2
+    assert "a.npz: no array for the graph's inputs ['b']; it holds ['a', 'labels']" in capsys.readouterr().err
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):

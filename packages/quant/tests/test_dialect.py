@@ -71,6 +71,20 @@ def test_sidecar_roundtrip_and_stale_hash(tmp_path):
         read_sidecar(p)
 
 
+def test_the_input_code_range_is_the_sidecars_else_the_dtypes(tmp_path):
+    from ctnn.quant import Sidecar, TensorQuant, input_code_range, sidecar_path, write_sidecar
+
+    p = tmp_path / "m.onnx"
+    onnx.save(random_integer_mlp([4, 3, 2], seed=1).to_onnx(), p)
+    assert input_code_range(p, np.int8) == (-128, 127)  # no sidecar yet
+    tq = TensorQuant("x", [None, 4], 8, -100, 90, 0.1, -100)
+    write_sidecar(p, Sidecar("mlp", tq, TensorQuant("y", [None, 2], 8, -128, 127, 0.5), 8, 8))
+    assert input_code_range(p, np.int8) == (-100, 90)
+    assert input_code_range(None, np.int16) == (-32768, 32767)  # an in-memory graph
+    sidecar_path(p).unlink()
+    assert input_code_range(p, np.uint8) == (0, 255)
+
+
 def test_core_does_not_import_torch():
     import subprocess
     import sys

@@ -14,6 +14,7 @@ import z3
 from ctnn.quant import Sidecar, TensorQuant, random_integer_mlp, write_sidecar
 from ctnn.verify import VerificationResult, to_smtlib, verify_robustness
 from ctnn.verify._cli import main
+from ctnn.verify._network import Network
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,8 @@ def test_cli_writes_the_verdict_and_json(model_file, tmp_path, capsys):
     body = json.loads(out.read_text())
     assert body["verdict"] in ("robust", "vulnerable") and line.startswith(body["verdict"])
     direct = verify_robustness(model_file, np.array([1, -2, 3]), 2)  # the sidecar's range [-8, 7]
+    assert Network(model_file).input_range == (-8, 7)
+    assert Network(onnx.load(model_file)).input_range == (-128, 127)  # in memory: the int8 input's range
     assert direct.verdict == body["verdict"] and body["eps"] == 2
     if body["verdict"] == "vulnerable":
         assert all(-8 <= v <= 7 for v in body["counterexample"])

@@ -76,12 +76,12 @@ def _predict(path: Path, codes: np.ndarray, input_name: str) -> np.ndarray:
 
 def select_samples(s: SampleSpec, model: ResolvedModel, spec_src: str = "<spec>") -> SampleSet:
     """The inputs ``s`` selects for ``model``: input codes via the model's sidecar (or an .npz of codes)."""
-    from ctnn.quant import read_sidecar
+    from ctnn.quant import read_arrays, read_sidecar
 
     sc = read_sidecar(model.path) if model.path.with_suffix(".json").exists() else None
     rng_ = (int(sc.input.lo), int(sc.input.hi)) if sc else None
     if s.file is not None:
-        data = np.load(s.file)
+        data = read_arrays(s.file, "samples")
         if "codes" in data:
             codes = data["codes"]
         elif "x" in data and sc is not None:

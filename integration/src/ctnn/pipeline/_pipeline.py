@@ -238,15 +238,13 @@ def stage_quantize(run: Path, cfg: PipelineConfig, con: Console) -> dict[str, An
 
 def _exam_samples(run: Path, cfg: PipelineConfig, quant: dict[str, Any]) -> Path:
     """The bias queries' inputs: the first test rows in the 8-bit input codes (one file for every bit-width)."""
-    from ctnn.quant import read_sidecar
+    from ctnn.quant import read_sidecar, write_samples
 
     _, _, Xte, _, _ = _exam_data(cfg.seed)
     first = quant[f"exam/{cfg.bias_bits[0]}"]
     sc = read_sidecar(run / first["onnx"])
     codes = sc.input.quantize(Xte[: cfg.bias_samples])
-    path = run / "exam_samples.npz"
-    np.savez(path, codes=codes, labels=np.zeros(len(codes), np.int64))
-    return path
+    return write_samples(run / "exam_samples.npz", codes, labels=np.zeros(len(codes), np.int64))
 
 
 def _float_exam_gap(run: Path, cfg: PipelineConfig) -> float:

@@ -46,22 +46,18 @@ def build_and_check(
     its input type's whole range (the box ctnn.verify assumes for it).
     """
     from ctnn.deploy import build
-    from ctnn.quant import ReferenceInterpreter, load_model, read_sidecar, sidecar_path
+    from ctnn.quant import ReferenceInterpreter, input_code_range, load_model
 
     model = load_model(onnx_path)
     ref_run = ReferenceInterpreter(model)
-    if sidecar_path(onnx_path).is_file():
-        sc = read_sidecar(onnx_path).input
-        name, lo, hi, shape, dtype = sc.name, sc.lo, sc.hi, sc.shape[1:], np.dtype(sc.dtype)
-    else:
-        name = ref_run.input_names[0]
-        dtype = np.dtype(ref_run.input_dtypes[name])
-        lo, hi = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
-        vi = next(i for i in model.graph.input if i.name == name)
-        shape = [d.dim_value for d in vi.type.tensor_type.shape.dim][1:]
-        if len(ref_run.input_names) != 1 or not all(shape):
-            raise ValueError(f"{onnx_path}: without a sidecar, a graph to deploy needs one input with a "
-                             f"fixed sample shape; got inputs {ref_run.input_names}, {name} of shape {shape}")  # fmt: skip
+    name = ref_run.input_names[0]
+    dtype = np.dtype(ref_run.input_dtypes[name])
+    vi = next(i for i in model.graph.input if i.name == name)
+    shape = [d.dim_value for d in vi.type.tensor_type.shape.dim][1:]
+    if len(ref_run.input_names) != 1 or not all(shape):
+        raise ValueError(f"{onnx_path}: a graph to deploy needs one input with a fixed sample shape; got "
+                         f"inputs {ref_run.input_names}, {name} of shape {shape}")  # fmt: skip
+    lo, hi = input_code_range(onnx_path, dtype)
     rng = np.random.default_rng(seed)
     x = rng.integers(lo, hi + 1, size=(n_inputs, *shape)).astype(dtype)
     ref = next(iter(ref_run.run({name: x}).values()))
@@ -70,7 +66,8 @@ def build_and_check(
     got = res.load().run(x)
     if not np.array_equal(got, ref):
         raise AssertionError(f"{onnx_path.name} on target {target}: output differs from the reference")
-    return {"dir": str(res.out_dir), "exact_on": len(x), "build_s": round(time.monotonic() - t0, 2)}
+    return {"dir": str(res.out_dir), "exact_on": len(x), "input_range": [lo, hi],
+            "build_s": round(time.monotonic() - t0, 2)}  # fmt: skip
 
 
 # ---------------------------------------------------------------- stage tasks

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctnn.quant import DialectError
+from ctnn.quant import DialectError, read_arrays, read_codes
 
 from ._errors import DeployError
 
@@ -44,14 +44,15 @@ def _run(args: argparse.Namespace) -> int:
     from ._build import BuildResult
 
     res = BuildResult.from_dir(args.build_dir)
-    loaded = np.load(args.input, allow_pickle=False)
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        feeds = dict(loaded)
-        first = res.inputs[0].name
-        if len(res.inputs) == 1 and first not in feeds and "codes" in feeds:
-            feeds = {first: feeds["codes"]}  # ctnn-quant codes' .npz (a campaign's sample file)
+    if len(res.inputs) == 1:  # a .npy, or an .npz by the input's name, `codes` (ctnn-quant codes) or alone
+        feeds = {res.inputs[0].name: read_codes(args.input, name=res.inputs[0].name)}
     else:
-        feeds = {res.inputs[0].name: loaded}
+        feeds = read_arrays(args.input)
+        missing = [i.name for i in res.inputs if i.name not in feeds]
+        if missing:
+            raise DeployError(
+                f"{args.input}: no array for the graph's inputs {missing}; it holds {list(feeds)}"
+            )
     out = res.load().run(feeds)
     outs = out if isinstance(out, dict) else {res.outputs[0].name: out}
     if args.output:

@@ -31,6 +31,7 @@ from ._program import IntervalOps, NumpyOps, OnnxOps, ProgramModel, Rq, check_pr
 from ._qdq import QDQImportError, import_qdq
 from ._recurrent import RECURRENT_FAMILIES, IntegerRecurrent, Requant
 from ._reference import REFERENCE_OPS, ReferenceInterpreter, register_op, run_reference
+from ._samples import SampleFileError, read_arrays, read_codes, write_samples
 from ._semantics import (
     BitWidthError,
     check_bits,
@@ -41,7 +42,15 @@ from ._semantics import (
     signed_range,
     trunc_div,
 )
-from ._sidecar import Sidecar, TensorQuant, read_sidecar, sha256_file, sidecar_path, write_sidecar
+from ._sidecar import (
+    Sidecar,
+    TensorQuant,
+    input_code_range,
+    read_sidecar,
+    sha256_file,
+    sidecar_path,
+    write_sidecar,
+)
 
 __version__ = "0.3.2"
 
@@ -84,10 +93,10 @@ __all__ = [
     "random_integer_mlp", "REFERENCE_OPS", "ReferenceInterpreter", "register_op",
     "run_reference", "BitWidthError", "check_bits", "container_dtype", "quantize_multiplier",
     "requantize", "round_div", "signed_range", "trunc_div", "Sidecar", "TensorQuant",
-    "read_sidecar", "sha256_file", "sidecar_path", "write_sidecar", "LUT_FUNCTIONS", "apply_lut",
+    "read_sidecar", "input_code_range", "sha256_file", "sidecar_path", "write_sidecar", "LUT_FUNCTIONS", "apply_lut",
     "emit_lut", "lut_table", "RECURRENT_FAMILIES", "IntegerRecurrent", "Requant", "IntegerLTC",
     "IntegerLEM", "QDQImportError", "import_qdq", "CALIBRATIONS", "FrozenRanges", "overflow_check_deferred", "absmax", "quantize_weight", "real_range",
     "IntegerContinuousNet", "IntegerStage", "IntegerGated", "NONLINEARITY_KINDS", "LutActivation",
     "PwlActivation", "make_activation", "pwl_fit", "IntervalOps", "NumpyOps", "OnnxOps", "ProgramModel", "Rq",
-    "check_program", *_LAZY,
+    "check_program", "SampleFileError", "read_arrays", "read_codes", "write_samples", *_LAZY,
 ]  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -117,11 +116,10 @@ def _codes(args: argparse.Namespace) -> int:
 
     from ctnn.models import load_dataset
 
+    from ._samples import check_sample_path, write_samples
     from ._sidecar import read_sidecar, sidecar_path
 
-    out = Path(args.out)
-    if out.suffix not in (".npy", ".npz"):
-        raise ValueError(f"--out {out}: expected a .npy (codes) or .npz (codes and labels) path")
+    out = check_sample_path(args.out)  # before the data set loads
     if not sidecar_path(args.model).is_file():
         raise FileNotFoundError(
             f"{args.model}: no sidecar ({sidecar_path(args.model).name}) to quantize inputs with"
@@ -154,11 +152,7 @@ def _codes(args: argparse.Namespace) -> int:
         raise ValueError(f"data set {data.name!r} has samples of {x[0].size} values; {args.model}'s input "
                          f"{sc.input.name!r} takes shape {sc.input.shape}")  # fmt: skip
     codes = sc.input.quantize(x).reshape(len(x), *shape)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npz":  # the sample file of a campaign (samples.file)
-        np.savez(out, codes=codes, labels=np.asarray(y)[idx], indices=idx)
-    else:
-        np.save(out, codes)
+    write_samples(out, codes, np.asarray(y)[idx], idx)  # .npz: a campaign's sample file (samples.file)
     print(json.dumps({"out": str(out), "dataset": data.name, "split": args.split, "samples": len(codes),
                       "shape": list(codes.shape), "dtype": str(codes.dtype)}))  # fmt: skip
     return 0

@@ -108,3 +108,14 @@ def read_sidecar(onnx_path: str | os.PathLike[str], check_hash: bool = True) -> 
     if check_hash and sc.onnx_sha256 and sc.onnx_sha256 != sha256_file(onnx_path):
         raise ValueError(f"{p}: sha256 does not match {onnx_path} (the sidecar is for another graph)")
     return sc
+
+
+def input_code_range(onnx_path: str | os.PathLike[str] | None, dtype: np.dtype | type) -> tuple[int, int]:
+    """The codes a graph's input takes: the input range of the sidecar next to ``onnx_path`` if
+    there is one, else the whole range of the input's ``dtype`` (the box ctnn-verify assumes and
+    ctnn-pipeline samples for a graph without a sidecar)."""
+    if onnx_path is not None and sidecar_path(onnx_path).is_file():
+        sc = read_sidecar(onnx_path).input
+        return int(sc.lo), int(sc.hi)
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctnn.quant import DialectError
+from ctnn.quant import DialectError, SampleFileError, read_codes
 
 from ._cli_properties import COMMANDS, add_commands, write_json
 from ._cli_properties import run as run_command
@@ -63,16 +63,9 @@ def load_codes(path: Path, what: str = "input codes") -> np.ndarray:
     """An array from a ``.npy``, or an ``.npz``'s ``codes`` array (the format of ``ctnn-quant
     codes`` and of campaign sample files; an ``.npz`` holding a single array gives that one)."""
     try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise VerifyError(f"{path}: cannot read a .npy or .npz of {what} ({exc})") from None
-    if isinstance(x, np.lib.npyio.NpzFile):
-        with x:
-            names = list(x.files)
-            if "codes" in names or len(names) == 1:
-                return x["codes" if "codes" in names else names[0]]
-        raise VerifyError(f"{path}: an .npz of {what} needs an array named 'codes'; it holds {names}")
-    return x
+        return read_codes(path, what)
+    except SampleFileError as exc:
+        raise VerifyError(str(exc)) from None
 
 
 def _sample(path: Path, index: int | None) -> np.ndarray:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import copy
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-from ctnn.quant import ReferenceInterpreter, as_model, read_sidecar, sidecar_path
+from ctnn.quant import ReferenceInterpreter, as_model, input_code_range
 
 from ._errors import SampleError, UnsupportedError
 
@@ -45,16 +44,11 @@ class Network:
         self.batched = bool(dims) and dims[0] is None
         self.n_features = int(np.prod(self.sample_shape)) if self.sample_shape else 1
         self._ort: Any = None
-        if input_range is not None:
-            self.input_range = _check_range(input_range, self.input_dtype)
-        else:
-            self.input_range = self._sidecar_range() or _dtype_range(self.input_dtype)
-
-    def _sidecar_range(self) -> tuple[int, int] | None:
-        if self.source == "<model>" or not sidecar_path(self.source).is_file():
-            return None
-        sc = read_sidecar(Path(self.source))
-        return _check_range((sc.input.lo, sc.input.hi), self.input_dtype)
+        if input_range is None:
+            input_range = input_code_range(
+                None if self.source == "<model>" else self.source, self.input_dtype
+            )
+        self.input_range = _check_range(input_range, self.input_dtype)
 
     # -- execution ---------------------------------------------------------------------------
     def as_input(self, x: np.ndarray) -> np.ndarray:
