@@ -27,7 +27,7 @@ import z3
 
 from ctnn.quant import REFERENCE_OPS
 
-from ._bv import Sym, bv, bvval, is_sym, step_chain, width, wrap_int
+from ._bv import Sym, bv, bvval, is_sym, sge, step_chain, width, wrap_int
 from ._chains import ELEMENTWISE, MAX_TABLE, MOVES, ROOT, Rec, const, tabulate
 from ._errors import UnsupportedError, check_deadline
 from ._interval import Bounds
@@ -151,7 +151,7 @@ class _Walker:
         def above(i: int) -> z3.BoolRef:  # root >= u.lo + i
             if root.is_bool:
                 return root.term
-            return root.term >= bvval(u.lo + int(i) - root.off, root.term.size())
+            return sge(root.term, bvval(u.lo + int(i) - root.off, root.term.size()))
 
         if table.dtype == np.bool_:
             res = Sym(0, step_chain(above, table, steps))

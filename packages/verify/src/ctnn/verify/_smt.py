@@ -21,7 +21,7 @@ from onnx import TensorProto
 
 from ctnn.quant import REFERENCE_OPS
 
-from ._bv import Sym, as_bool, bv, bvval, compare, is_sym, scaled, select, step_chain, width
+from ._bv import Sym, as_bool, bv, bvval, compare, is_sym, scaled, select, sge, step_chain, width
 from ._errors import UnsupportedError
 from ._interval import Bounds, reduce_axes
 
@@ -481,7 +481,7 @@ def _table_steps(i: Sym, ilo: int, ihi: int, table: list, lo: int, hi: int, ctx:
     it = bv(i, w, i.off)
 
     def above(k: int) -> z3.BoolRef:
-        return it >= bvval(table[k][0] - i.off, w)
+        return sge(it, bvval(table[k][0] - i.off, w))
 
     if boolean:
         return Sym(0, step_chain(above, vals, changes))
