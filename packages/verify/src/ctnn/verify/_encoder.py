@@ -147,11 +147,13 @@ class _Walker:
 
     def _steps(self, u: _Uni, table: np.ndarray, steps: np.ndarray) -> Sym | int | bool:
         root = u.root
+        # the root's sort, read once: z3 builds a SortRef on every query of it
+        term, w_root = root.term, None if root.is_bool else root.term.size()
 
         def above(i: int) -> z3.BoolRef:  # root >= u.lo + i
-            if root.is_bool:
-                return root.term
-            return sge(root.term, bvval(u.lo + int(i) - root.off, root.term.size()))
+            if w_root is None:
+                return term
+            return sge(term, bvval(u.lo + int(i) - root.off, w_root))
 
         if table.dtype == np.bool_:
             res = Sym(0, step_chain(above, table, steps))
