@@ -94,7 +94,7 @@ def step_chain(
         return z3.BoolVal(bool(v)) if w is None else bvval(int(v) - base, w)
 
     # z3.If through the C API: the operands already share a sort, and an unrolled graph builds
-    # 10^5 of these, where z3.If's coercion checks took 60 of every 67 µs
+    # 10^5 of these; profiled, z3.If took 67 µs a call, 4 of them in Z3_mk_ite itself
     acc = val(values[0])
     ctx, cls = acc.ctx, z3.BoolRef if w is None else z3.BitVecRef
     for k in changes:
