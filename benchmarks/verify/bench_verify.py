@@ -110,7 +110,9 @@ def _samples(model: str, n: int):
 def _recurrent(family: str, units: int, steps: int, n: int):
     """A random integer ``family`` cell (ctnn-verify's test builder), ``n`` random sequences and the
     cell's own labels for them."""
-    sys.path.insert(0, str(HERE.parents[1] / "packages" / "verify" / "tests"))
+    tests = str(HERE.parents[1] / "packages" / "verify" / "tests")  # the random recurrent builders
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
     from verify_recurrent import BUILDERS
 
     from ctnn.verify._network import Network

@@ -166,9 +166,11 @@ def render(res: dict) -> str:
                 lines.append(f"| {p} | " + " | ".join(cells) + " |")
             decided = [T for T in lengths
                        if all(r["decided"] and r["time_s"] <= t for r in rows if r["family"] == fam and r["T"] == T)]  # fmt: skip
-            # "up to T": every length tried up to T, none skipped
-            upto = next((lengths[k - 1] for k, T in enumerate(lengths) if T not in decided), lengths[-1])
-            upto = upto if lengths[0] in decided else None
+            upto = None  # "up to T": every length tried up to T decided, none skipped
+            for T in lengths:
+                if T not in decided:
+                    break
+                upto = T
             also = [T for T in decided if upto is None or T > upto]
             lines += ["", f"Every property decided up to T = {upto if upto is not None else 'none'} "
                       f"(lengths tried: {', '.join(map(str, lengths))})"
