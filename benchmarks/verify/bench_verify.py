@@ -56,7 +56,7 @@ sys.path.insert(0, str(HERE))
 
 from models import IBP_EPS, build, test_set  # noqa: E402
 
-from ctnn.verify._backends import AUTO_LARGE_ELEMENTS, AUTO_LARGE_INPUTS  # noqa: E402
+from ctnn.verify._backends import AUTO_LARGE_INPUTS, ISOLATE_ELEMENTS  # noqa: E402
 from ctnn.verify._verify import BAB_SHARE, EXACT_SHARE  # noqa: E402
 
 RESULTS = HERE / "results.json"
@@ -316,7 +316,7 @@ def render(data: dict) -> str:
             "encoding with every optimisation off. *Optimized vs naive encoding* isolates the SMT encoding "
             "(bounds, attack and branch and bound off on both sides). z3 vs bitwuzla: the faster at the "
             "median is the `faster` column; `solver=\"auto\"` follows it by the query's size (bitwuzla "
-            f"up to {AUTO_LARGE_INPUTS} free inputs and {AUTO_LARGE_ELEMENTS:,} symbolic elements, z3 above).",
+            f"up to {AUTO_LARGE_INPUTS} free inputs, z3 above).",
             "- Agreement of the two solvers and of the two encodings: the `disagree` and `verdicts agree` "
             "columns below. Every vulnerable verdict was replayed on the reference and in onnxruntime.",
             ""]  # fmt: skip
@@ -430,8 +430,10 @@ def render(data: dict) -> str:
             "Both read one formula: bitwuzla parses z3's SMT-LIB2 export of the encoder's terms. Only "
             "queries that reached the solver stage count (the encoding's bounds decide the rest before any "
             "solver runs); times are whole queries, a timeout counting as its cap. `disagree` counts queries one solver called robust (UNSAT) and the other "
-            "vulnerable. *elements*: the formula's symbolic elements (median); *round trip*: bitwuzla's reading of "
-            "z3's SMT-LIB2 text (largest), which no deadline stops. Recurrent rows (`family-uUNITS-TSTEPS`): "
+            "vulnerable. *elements*: the formula's symbolic elements (median); *round trip*: z3 writing the formula "
+            "as SMT-LIB2 and bitwuzla reading it (largest), which no deadline stops; a formula of more than "
+            f"{ISOLATE_ELEMENTS:,} elements is read in a child process that is killed at the deadline, so only the "
+            "writing counts there (rows run since 2026-11-24 12:31). Recurrent rows (`family-uUNITS-TSTEPS`): "
             "random integer cells, ε = 1 around random sequences, 2 features, 4-bit activations.", "",
             "| model | queries | elements | z3 decided | bitwuzla decided | z3 median s | bitwuzla median s "
             "| faster (median) | round trip s | disagree |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -453,7 +455,7 @@ def render(data: dict) -> str:
         fast = "bitwuzla" if statistics.median(ba) < statistics.median(za) else "z3"
         if "-T" in mod:
             for a, b in both:
-                bands[(a.get("elements") or 0) > AUTO_LARGE_ELEMENTS].append((a, b))
+                bands[(a.get("elements") or 0) > ISOLATE_ELEMENTS].append((a, b))
         els = [a["elements"] for a, _ in both if a.get("elements")]
         trips = [b["translate_s"] for _, b in both if b.get("translate_s") is not None]
         out.append(f"| {mod} | {len(both)} | {f'{statistics.median(els):,.0f}' if els else '–'} | {dz} | {db} "
@@ -464,7 +466,7 @@ def render(data: dict) -> str:
         if pairs:
             dz, db = (sum(r["verdict"] != "unknown" for r in side) for side in zip(*pairs))
             over = max(max(a["time_s"], b["time_s"]) for a, b in pairs)
-            out += ["", f"Recurrent queries {'over' if large else 'up to'} {AUTO_LARGE_ELEMENTS:,} elements: z3 "
+            out += ["", f"Recurrent queries {'over' if large else 'up to'} {ISOLATE_ELEMENTS:,} elements: z3 "
                     f"decided {dz} of {len(pairs)}, bitwuzla {db}; the slowest query took {over:.1f} s."]  # fmt: skip
 
     # digits

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -45,25 +49,31 @@ def test_session_goals_and_values():
     assert s.check(0, 10) == "sat" and s.values([x]) == [-3]  # signed values
 
 
+def _enumerated_queries(nets):
+    """(model, sample, eps, input range, robust?) for ε = 1 and 2 around a random sample of each
+    tiny net, the truth by enumeration."""
+    for model, bits, sizes, seed in nets:
+        lo, hi = in_range(bits)
+        x0 = np.random.default_rng(seed + 7).integers(lo, hi + 1, size=sizes[0])
+        for eps in (1, 2):
+            yield model, x0, eps, (lo, hi), exhaustive_truth(model, x0, eps, lo, hi)[1]
+
+
 @needs_bitwuzla
 def test_solvers_agree_with_enumeration_and_each_other(tiny_nets):
     """Every UNSAT of one solver is an UNSAT of the other, and both equal the exhaustive truth."""
     seen = set()
-    for model, bits, sizes, seed in tiny_nets[:8]:
-        lo, hi = in_range(bits)
-        x0 = np.random.default_rng(seed + 7).integers(lo, hi + 1, size=sizes[0])
-        for eps in (1, 2):
-            label, robust, _ = exhaustive_truth(model, x0, eps, lo, hi)
-            verdicts = {}
-            for solver in ("z3", "bitwuzla"):
-                r = verify_robustness(model, x0, eps, input_range=(lo, hi), attack=False, interval=False,
-                                      solver=solver)  # fmt: skip
-                assert r.method == "smt"
-                verdicts[solver] = r.verdict
-                if r.stats.get("solver_calls"):
-                    assert r.stats["solver"] == solver
-                    seen.add((solver, r.verdict))
-            assert verdicts["z3"] == verdicts["bitwuzla"] == ("robust" if robust else "vulnerable")
+    for model, x0, eps, (lo, hi), robust in _enumerated_queries(tiny_nets[:8]):
+        verdicts = {}
+        for solver in ("z3", "bitwuzla"):
+            r = verify_robustness(model, x0, eps, input_range=(lo, hi), attack=False, interval=False,
+                                  solver=solver)  # fmt: skip
+            assert r.method == "smt"
+            verdicts[solver] = r.verdict
+            if r.stats.get("solver_calls"):
+                assert r.stats["solver"] == solver
+                seen.add((solver, r.verdict))
+        assert verdicts["z3"] == verdicts["bitwuzla"] == ("robust" if robust else "vulnerable")
     # both solvers really proved and refuted something
     assert {("bitwuzla", "robust"), ("bitwuzla", "vulnerable"), ("z3", "robust")} <= seen, seen
 
@@ -139,17 +149,122 @@ def test_unknown_has_no_model():
 
 
 @needs_bitwuzla
-def test_auto_takes_z3_for_a_large_formula(monkeypatch):
+def test_auto_keeps_bitwuzla_for_a_large_formula(monkeypatch):
+    """Once a large formula is decided in a child process, its size no longer sends "auto" to z3."""
     from ctnn.quant import random_integer_mlp
 
     model = random_integer_mlp([6, 8, 3], weight_bits=4, act_bits=4, in_bits=4, seed=2).to_onnx()
     x = np.array([1, -2, 3, 0, 4, -5])
 
-    def solver_used() -> str:  # straight to the SMT stage: no interval proof, attack or branch and bound
+    def run() -> dict:  # straight to the SMT stage: no interval proof, attack or branch and bound
         r = verify_robustness(model, x, 2, input_range=(-8, 7), interval=False, attack=False, timeout_s=30)
         assert r.method == "smt" and r.stats["symbolic_elements"] > 0
-        return r.stats["solver"]
+        return r.stats
 
-    assert solver_used() == "bitwuzla"
-    monkeypatch.setattr("ctnn.verify._verify.AUTO_LARGE_ELEMENTS", 0)
-    assert solver_used() == "z3"
+    assert run()["solver"] == "bitwuzla" and "solver_processes" not in run()
+    monkeypatch.setattr("ctnn.verify._verify.ISOLATE_ELEMENTS", 0)  # every formula counts as large
+    stats = run()
+    assert stats["solver"] == "bitwuzla" and stats["solver_processes"] == 1
+
+
+# -- a solver in a child process: the deadline held on formulas too large for the solver's own clock
+SOLVERS_HERE = [s for s in ("z3", "bitwuzla") if available(s)]
+
+
+@pytest.mark.parametrize("solver", SOLVERS_HERE)
+def test_isolated_session_goals_and_values(solver):
+    import z3
+
+    x = z3.BitVec("d0", 4)
+    with Session([x >= -3, x <= 5], [x > 6, x * 2 == 6, x < -2], solver=solver, isolate=True) as s:
+        assert s.check(0, 10) == "unsat"
+        assert s.check(1, 10) == "sat" and s.values([x]) == [3]
+        assert s.check(2, 10) == "sat" and s.values([x]) == [-3]  # signed values
+        assert s.z3_model() is None  # the model lives in the child: values() is the way to it
+        assert s.stats["solver_processes"] == 1 and s.stats["solver_processes_stopped"] == 0
+        assert not os.path.exists(s._text._path)  # the child took the query's text: none is left behind
+
+
+@pytest.mark.parametrize("solver", SOLVERS_HERE)
+def test_isolated_check_is_killed_at_its_deadline_and_the_next_starts_afresh(solver, monkeypatch):
+    """A child whose solver has not answered by the deadline is killed; the session goes on."""
+    import z3
+
+    # pigeonhole: 14 distinct values below 13, out of reach of clause learning in seconds
+    xs = [z3.BitVec(f"d{i}", 4) for i in range(14)]
+    x = xs[0]
+    hard = [z3.ULT(v, 13) for v in xs]
+    goals = [z3.Distinct(*xs), x == 7]
+    # a negative grace: the parent gives up 1.5 s before the child's solver would, as it must with a
+    # solver that overruns its own limit
+    monkeypatch.setattr("ctnn.verify._solver_process.GRACE_S", -1.5)
+    with Session(hard, goals, solver=solver, isolate=True) as s:
+        t = time.perf_counter()
+        assert s.check(0, 2.0) == "unknown" and s.reason == "timeout"
+        assert time.perf_counter() - t < 1.5  # the parent's deadline, not the solver's
+        assert s.stats["solver_processes_stopped"] == 1
+        with pytest.raises(RuntimeError, match="no model to read"):
+            s.values([x])
+        monkeypatch.setattr("ctnn.verify._solver_process.GRACE_S", 0.25)
+        assert s.check(1, 30) == "sat" and s.values([x]) == [7]
+        assert s.stats["solver_processes"] == 2
+
+
+def test_child_reports_a_query_it_cannot_read():
+    from ctnn.verify._solver_process import Child, ChildError
+
+    c = Child("z3", "(assert (= undeclared 1))", 10)
+    with pytest.raises(ChildError, match="the z3 solver process failed: .*undeclared"):
+        c.check("__goal0", 10)
+    c.close()
+
+
+@pytest.mark.parametrize("solver", SOLVERS_HERE)
+def test_isolated_verdicts_match_enumeration(solver, tiny_nets, monkeypatch):
+    """Every formula in a child process: the same verdicts as enumeration, witnesses replayed."""
+    monkeypatch.setattr("ctnn.verify._verify.ISOLATE_ELEMENTS", -1)
+    seen = set()
+    for model, x0, eps, (lo, hi), robust in _enumerated_queries(tiny_nets[:4]):
+        r = verify_robustness(model, x0, eps, input_range=(lo, hi), attack=False, interval=False,
+                              solver=solver)  # fmt: skip
+        assert r.verdict == ("robust" if robust else "vulnerable")
+        if r.stats.get("solver_calls"):
+            assert r.stats["solver_processes"] == 1
+            seen.add(r.verdict)
+    assert seen == {"robust", "vulnerable"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_child_dies_with_its_parent():
+    """A parent killed mid-check (a campaign's forced cancel) takes its solver process with it."""
+    script = """
+import sys, time
+import z3
+from ctnn.verify._solver_process import Child
+xs = [z3.BitVec(f"d{i}", 4) for i in range(14)]
+s = z3.Solver()
+s.add([z3.ULT(v, 13) for v in xs] + [z3.Implies(z3.Bool("g"), z3.Distinct(*xs))])
+c = Child("z3", s.to_smt2().replace("(check-sat)", ""), 60)
+c._start(time.perf_counter() + 30)
+print(c._proc.pid, flush=True)
+c.check("g", 60)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    child = int(parent.stdout.readline())
+    time.sleep(0.5)  # the check is under way
+    assert _alive(child)
+    parent.kill()
+    parent.wait()
+    parent.stdout.close()
+    t = time.perf_counter()
+    while _alive(child) and time.perf_counter() - t < 10:
+        time.sleep(0.05)
+    assert not _alive(child)

@@ -18,6 +18,8 @@ from typing import Any
 
 import z3
 
+from ._solver_process import Bitwuzla, Child
+
 #: the names a ``solver=`` argument accepts
 SOLVERS = ("z3", "bitwuzla", "auto")
 
@@ -30,13 +32,13 @@ AUTO_PREFERENCE = ("bitwuzla", "z3")
 #: the order for a query with more free inputs than :data:`AUTO_LARGE_INPUTS`
 AUTO_PREFERENCE_LARGE = ("z3", "bitwuzla")
 AUTO_LARGE_INPUTS = 256
-#: ``solver="auto"`` also takes z3 for a formula of more symbolic elements than this, whatever its
-#: inputs: bitwuzla reads z3's SMT-LIB2 text, and that round trip cannot be stopped at the
-#: query's deadline. The MLP queries of docs/results/verify.md have 400-1,000 elements (under
-#: 0.2 s of round trip); an 8-unit LEM unrolled over 24 steps at 8 bits has 84,590 (15-30 s).
-#: The solvers suite's random recurrent cells (20 s, SMT stage only): up to 20,000 elements
-#: bitwuzla decided 26 of 44 queries to z3's 10; above, neither decided any of 10.
-AUTO_LARGE_ELEMENTS = 20_000
+#: a formula of more symbolic elements than this is decided in a child process that is killed at the
+#: deadline (:class:`Session`'s ``isolate``): on the solvers suite's random recurrent cells (20 s per
+#: query, SMT stage only), in-process queries of 20,000-45,000 elements took up to 29.7 s, isolated
+#: ones at most 20.4 s; smaller in-process ones at most 21.5 s. Isolated, bitwuzla's SMT-LIB2 round
+#: trip is stopped at the deadline too, so ``"auto"`` no longer avoids it on large formulas: there
+#: bitwuzla decided 1 of 10 queries to z3's none, and up to 20,000 elements 26 of 44 to z3's 10.
+ISOLATE_ELEMENTS = 20_000
 
 
 def available(name: str) -> bool:
@@ -64,7 +66,12 @@ def resolve(solver: str, free_inputs: int | None = None) -> str:
 
 
 class Session:
-    """Constraints asserted once, goals checked one at a time under assumptions."""
+    """Constraints asserted once, goals checked one at a time under assumptions.
+
+    ``isolate`` runs the solver in a child process that is killed at each check's deadline
+    (:class:`~._solver_process.Child`): the only way to hold it on a formula so large that the
+    solver looks at its clock too rarely (see :data:`ISOLATE_ELEMENTS`).
+    """
 
     def __init__(
         self,
@@ -72,6 +79,7 @@ class Session:
         goals: list[z3.BoolRef],
         solver: str = "z3",
         timeout_s: float = 3600,
+        isolate: bool = False,
     ):
         self.backend = resolve(solver)
         self.timeout_s = timeout_s
@@ -79,49 +87,34 @@ class Session:
         self.formula = list(constraints) + [z3.Implies(p, g) for p, g in zip(self.guards, goals)]
         self.stats: dict[str, Any] = {"solver": self.backend, "solver_calls": 0}
         self._last = ""  # the last check's answer: a model is read only after "sat"
-        if self.backend == "z3":
+        self._s = self._text = None
+        if self.backend == "z3" and not isolate:
             self._s = z3.SolverFor("QF_BV")
             self._s.add(*self.formula)
-        else:
-            self._bitwuzla_setup()
-
-    # -- bitwuzla: the same formula as SMT-LIB2 text -------------------------------------------
-    def _bitwuzla_setup(self) -> None:
-        import bitwuzla as bw
-
+            return
         t = time.perf_counter()
         s = z3.Solver()
         s.add(*self.formula)
-        text = s.to_smt2().replace("(check-sat)", "")
-        self._tm = bw.TermManager()
-        self._opts = bw.Options()
-        self._opts.set(bw.Option.PRODUCE_MODELS, True)
-        # the option is exact where the terminator is only polled: both bound the query
-        self._opts.set(bw.Option.TIME_LIMIT_PER, max(1, int(self.timeout_s * 1000)))
-        self._bw = bw
-        self._parser = bw.Parser(self._tm, self._opts)
-        err = self._parser.parse("(set-logic QF_BV)\n" + text, True, False)
-        if err:
-            raise RuntimeError(f"bitwuzla could not read the query: {err}")
-        self._funs = {str(f.symbol()): f for f in self._parser.get_declared_funs()}
-        self._b = self._parser.bitwuzla()
+        text = s.to_smt2().replace("(check-sat)", "")  # both solvers read one formula, z3's own text
+        if isolate:
+            self._text = Child(self.backend, text, timeout_s)
+        else:
+            self._text = Bitwuzla(text, timeout_s)
         self.stats["translate_s"] = time.perf_counter() - t
 
     def check(self, k: int, timeout_s: float) -> str:
         """``"sat"``, ``"unsat"`` or ``"unknown"`` for goal ``k`` within ``timeout_s``."""
-        ms = max(1, int(timeout_s * 1000))
         self.stats["solver_calls"] += 1
-        if self.backend == "z3":
-            self._s.set("timeout", ms)
+        if self._s is not None:
+            self._s.set("timeout", max(1, int(timeout_s * 1000)))
             r = self._s.check(self.guards[k])
             self.reason = self._s.reason_unknown() if r == z3.unknown else ""
             return self._answer(str(r))
-        # bitwuzla's time-limit option is fixed per instance: a terminator bounds each check
-        deadline = time.perf_counter() + timeout_s
-        self._b.configure_terminator(lambda: time.perf_counter() > deadline)
-        r = self._b.check_sat(self._funs[str(self.guards[k])])
-        self.reason = "timeout" if str(r) == "unknown" else ""
-        return self._answer(str(r))
+        r, self.reason = self._text.check(str(self.guards[k]), timeout_s)
+        if isinstance(self._text, Child):
+            self.stats.update(solver_processes=self._text.starts, solver_processes_stopped=self._text.stopped,
+                              solver_process_setup_s=self._text.setup_s)  # fmt: skip
+        return self._answer(r)
 
     def _answer(self, r: str) -> str:
         # anything but a definite sat/unsat (a terminated or interrupted check) is "unknown"
@@ -138,20 +131,23 @@ class Session:
         Only after a check that answered ``"sat"``: an ``unknown`` (timeout) has no model to replay.
         """
         self._need_model()
-        if self.backend == "z3":
+        if self._s is not None:
             m = self._s.model()
             return [m.eval(v, model_completion=True).as_signed_long() for v in variables]
-        out = []
-        for v in variables:
-            f = self._funs.get(str(v))
-            if f is None:  # not in the formula: any value satisfies it
-                out.append(0)
-                continue
-            u = int(self._b.get_value(f).value(10))
-            w = v.size()
-            out.append(u - (1 << w) if u >= 1 << (w - 1) else u)
-        return out
+        return self._text.values([(str(v), v.size()) for v in variables])
 
     def z3_model(self) -> z3.ModelRef | None:
+        """The in-process z3 model of the last ``"sat"`` (None from a text solver)."""
         self._need_model()
-        return self._s.model() if self.backend == "z3" else None
+        return self._s.model() if self._s is not None else None
+
+    def close(self) -> None:
+        """Stop a solver process now rather than when the session is collected."""
+        if isinstance(self._text, Child):
+            self._text.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -11,7 +11,7 @@ import z3
 
 from ._attack import attack as run_attack
 from ._bab import prove_robustness
-from ._backends import AUTO_LARGE_ELEMENTS, Session, resolve
+from ._backends import ISOLATE_ELEMENTS, Session, resolve
 from ._bv import compare
 from ._encoder import ENCODINGS, Encoding, encode
 from ._errors import EpsError, OutOfTime, SampleError, VerifyError, check_timeout
@@ -183,7 +183,7 @@ def _decide(
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
     label = getattr(q.prop, "label", -1)
-    requested, solver = solver, resolve(solver, int(np.count_nonzero(q.hi > q.lo)))
+    solver = resolve(solver, int(np.count_nonzero(q.hi > q.lo)))
     common = {"label": label, "eps": eps, "property": q.prop.name, "encoding": encoding}
     stats: dict[str, Any] = {"box_log2_size": round(float(np.log2((q.hi - q.lo + 1).astype(float)).sum()), 2)}
 
@@ -276,8 +276,6 @@ def _decide(
         stats["encode_s"] = time.perf_counter() - t
         return out_of_time("smt")
     stats.update(encode_s=time.perf_counter() - t, **enc.stats)
-    if requested == "auto" and solver != "z3" and enc.stats["symbolic_elements"] > AUTO_LARGE_ELEMENTS:
-        solver = "z3"  # bitwuzla would first read the formula as SMT-LIB2 text, which no deadline stops
     if cond is False:  # the encoding's own interval reasoning leaves no candidate output
         return done("robust", "smt")
     if cond is True:  # every input violates: the sample itself is a witness
@@ -336,7 +334,14 @@ def _solve(q: _Query, enc: Encoding, cond: z3.BoolRef, solver: str, deadline: fl
     witness. ``classes[k]`` names goal ``k``'s class, for ``stats["open_classes"]``."""
     t = time.perf_counter()
     goals = goals_of(cond) if goals is None else goals
-    session = Session(enc.constraints, goals, solver, timeout_s=deadline - t)
+    isolate = enc.stats["symbolic_elements"] > ISOLATE_ELEMENTS
+    with Session(enc.constraints, goals, solver, timeout_s=deadline - t, isolate=isolate) as session:
+        return _check_goals(q, enc, session, t, deadline, done, witness, stats, goals, classes)
+
+
+def _check_goals(q: _Query, enc: Encoding, session: Session, t: float, deadline: float, done: Any, witness: Any,
+            stats: dict[str, Any], goals: list[z3.BoolRef], classes: list[int] | None) -> VerificationResult:  # fmt: skip
+    """:func:`_solve`'s loop: each goal on ``session`` (built at ``t``) until one is sat or time is up."""
     stats["goals"] = len(goals)
     open_goals: list[int] = []
     reason = ""
