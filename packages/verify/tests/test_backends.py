@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -195,10 +196,11 @@ def test_isolated_check_is_killed_at_its_deadline_and_the_next_starts_afresh(sol
     x = xs[0]
     hard = [z3.ULT(v, 13) for v in xs]
     goals = [z3.Distinct(*xs), x == 7]
-    # a negative grace: the parent gives up 1.5 s before the child's solver would, as it must with a
-    # solver that overruns its own limit
-    monkeypatch.setattr("ctnn.verify._solver_process.GRACE_S", -1.5)
     with Session(hard, goals, solver=solver, isolate=True) as s:
+        assert s.check(1, 30) == "sat" and s.values([x]) == [7]  # the child is up: only the check is timed
+        # a negative grace: the parent gives up 1.5 s before the child's solver would, as it must with
+        # a solver that overruns its own limit
+        monkeypatch.setattr("ctnn.verify._solver_process.GRACE_S", -1.5)
         t = time.perf_counter()
         assert s.check(0, 2.0) == "unknown" and s.reason == "timeout"
         assert time.perf_counter() - t < 1.5  # the parent's deadline, not the solver's
@@ -208,6 +210,23 @@ def test_isolated_check_is_killed_at_its_deadline_and_the_next_starts_afresh(sol
         monkeypatch.setattr("ctnn.verify._solver_process.GRACE_S", 0.25)
         assert s.check(1, 30) == "sat" and s.values([x]) == [7]
         assert s.stats["solver_processes"] == 2
+
+
+@pytest.mark.parametrize("solver", SOLVERS_HERE)
+def test_a_child_killed_from_outside_is_an_unknown_answer(solver):
+    """A signal that kills the child (the kernel's out-of-memory killer, say) leaves that goal open;
+    the next goal gets a new child."""
+    import z3
+
+    x = z3.BitVec("d0", 4)
+    with Session([x >= -3, x <= 5], [x == 2, x == 3], solver=solver, isolate=True) as s:
+        assert s.check(0, 10) == "sat"
+        os.kill(s._text._proc.pid, signal.SIGKILL)
+        s._text._proc.wait()
+        assert s.check(1, 10) == "unknown"
+        assert s.reason == f"the {solver} solver process was killed by signal {int(signal.SIGKILL)}"
+        assert s.check(1, 10) == "sat" and s.values([x]) == [3]
+        assert s.stats["solver_processes"] == 2 and s.stats["solver_processes_stopped"] == 0
 
 
 def test_child_reports_a_query_it_cannot_read():

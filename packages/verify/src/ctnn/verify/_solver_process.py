@@ -11,6 +11,7 @@ command per line on stdin and answers each on stdout. It imports z3 and bitwuzla
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -95,7 +96,7 @@ class ChildError(RuntimeError):
 class Child:
     """A :data:`TEXT_SOLVERS` backend in a child process that is killed when a check overruns.
 
-    ``start`` must finish by ``deadline`` (``time.perf_counter()``); a check that has not answered
+    The child starts at the first check, within that check's time; a check that has not answered
     :data:`GRACE_S` after its own limit ends the child, and the next check starts a new one.
     """
 
@@ -107,7 +108,8 @@ class Child:
         self.stopped = 0  # children killed at a deadline
         self.setup_s = 0.0
 
-    def _start(self, deadline: float) -> bool:
+    def _start(self, deadline: float) -> dict[str, Any] | str:
+        """A new child that has read the query by ``deadline``: its answer, or why it has none."""
         t = time.perf_counter()
         fd, self._path = tempfile.mkstemp(suffix=".smt2", prefix="ctnn-verify-")
         with os.fdopen(fd, "w") as f:  # a file, not the pipe: writing it can never block on the child
@@ -118,52 +120,65 @@ class Child:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
         )  # fmt: skip
         self.starts += 1
-        self._send({"backend": self.backend, "path": self._path, "timeout_s": self.timeout_s})
-        ok = self._receive(deadline) is not None
+        setup = {"backend": self.backend, "path": self._path, "timeout_s": self.timeout_s}
+        reply = self._exchange(setup, deadline)
         self.setup_s += time.perf_counter() - t
-        return ok
+        return reply
 
     def check(self, guard: str, timeout_s: float) -> tuple[str, str]:
-        """``(answer, reason)``; ``("unknown", "timeout")`` when the child had to be stopped."""
+        """``(answer, reason)``; ``"unknown"`` when the child had to be stopped (reason ``timeout``) or
+        was killed by a signal (the kernel's out-of-memory killer, say)."""
         deadline = time.perf_counter() + timeout_s
-        if self._proc is None and not self._start(deadline):
-            return "unknown", "timeout"
-        self._send({"check": guard, "timeout_s": max(0.001, deadline - time.perf_counter())})
-        reply = self._receive(deadline + GRACE_S)
-        if reply is None:
-            return "unknown", "timeout"
+        reply = self._start(deadline) if self._proc is None else None
+        if not isinstance(reply, str):
+            msg = {"check": guard, "timeout_s": max(0.001, deadline - time.perf_counter())}
+            reply = self._exchange(msg, deadline + GRACE_S)
+        if isinstance(reply, str):
+            return "unknown", reply
         return reply["answer"], reply["reason"]
 
     def values(self, specs: list[tuple[str, int]]) -> list[int]:
+        """Signed values of the ``(name, width)`` bit-vectors in the child's last model."""
         if self._proc is None:
             raise RuntimeError("no model to read: the solver process has stopped")
-        self._send({"values": specs})
-        return self._receive(None)["values"]
+        reply = self._exchange({"values": specs}, None)
+        if isinstance(reply, str):
+            raise ChildError(reply)
+        return reply["values"]
 
-    def _send(self, msg: dict[str, Any]) -> None:
-        self._proc.stdin.write(json.dumps(msg).encode() + b"\n")
-        self._proc.stdin.flush()
-
-    def _receive(self, deadline: float | None) -> dict[str, Any] | None:
-        """The child's next answer, or None (the child killed) if none came by ``deadline``."""
+    def _exchange(self, msg: dict[str, Any], deadline: float | None) -> dict[str, Any] | str:
+        """Send ``msg``, then the child's answer by ``deadline`` (None: no limit), or why none came:
+        ``"timeout"`` (the child is killed) or the signal that killed it."""
+        try:
+            self._proc.stdin.write(json.dumps(msg).encode() + b"\n")
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            return self._ended()
         out = self._proc.stdout
         left = None if deadline is None else max(0.0, deadline - time.perf_counter())
         ready, _, _ = select.select([out], [], [], left)
         if not ready:
             self._stop()
             self.stopped += 1
-            return None
+            return "timeout"
         line = out.readline()
         if not line:
-            self._err.seek(0)
-            tail = self._err.read().decode(errors="replace")[-2000:]
-            self._stop()
-            raise ChildError(f"the {self.backend} solver process ended unexpectedly:\n{tail}")
+            return self._ended()
         reply = json.loads(line)
         if "error" in reply:
             self._stop()
             raise ChildError(f"the {self.backend} solver process failed: {reply['error']}")
         return reply
+
+    def _ended(self) -> str:
+        """The child has gone on its own: killed by a signal, an unknown answer; any other exit, an error."""
+        rc = self._proc.wait()
+        self._err.seek(0)
+        tail = self._err.read().decode(errors="replace")[-2000:]
+        self._stop()
+        if rc < 0:
+            return f"the {self.backend} solver process was killed by signal {-rc}"
+        raise ChildError(f"the {self.backend} solver process exited with code {rc}:\n{tail}")
 
     def _stop(self) -> None:
         """Kill the child: a solver stopped this way frees nothing, which takes z3 seconds."""
@@ -172,7 +187,8 @@ class Child:
         self._proc.kill()
         self._proc.wait()
         for f in (self._proc.stdin, self._proc.stdout, self._err):
-            f.close()
+            with contextlib.suppress(BrokenPipeError):  # a command still buffered for a dead child
+                f.close()
         self._proc = None
         if os.path.exists(self._path):  # the child died before it took the text
             os.unlink(self._path)
