@@ -21,6 +21,9 @@ can be resumed or extended with more samples/eps later):
   ``--recurrent-units`` units unrolled over ``--recurrent-lengths`` steps, ε = 1 around
   ``--recurrent-samples`` random sequences: formulas of 1,000 to 100,000 symbolic elements, where
   ``solver="auto"`` has to choose by size.
+* ``isolation`` -- the same recurrent queries (SMT stage only, ``--solver``) decided in-process and in
+                   a child process killed at the deadline, whatever their size: where the child's start-up
+                   costs more than the overrun it prevents.
 * ``digits``    -- MLP 64-32-10 on scikit-learn's digits at 8, 6 and 4 bits, ε = 1..4.
 
     python benchmarks/verify/bench_verify.py --suite mnist --eps 1 2 --samples 20
@@ -57,6 +60,7 @@ sys.path.insert(0, str(HERE))
 from models import IBP_EPS, build, test_set  # noqa: E402
 
 from ctnn.verify._backends import AUTO_LARGE_INPUTS, ISOLATE_ELEMENTS  # noqa: E402
+from ctnn.verify._solver_process import GRACE_S  # noqa: E402
 from ctnn.verify._verify import BAB_SHARE, EXACT_SHARE  # noqa: E402
 
 RESULTS = HERE / "results.json"
@@ -122,6 +126,21 @@ def _recurrent(family: str, units: int, steps: int, n: int):
     return net, X, net.outputs(X).argmax(1)
 
 
+#: the solvers suite's recurrent rows split here: from 2026-11-24 12:31 formulas above it ran in a child
+#: process (ctnn-verify's threshold then; it is ISOLATE_ELEMENTS now), those below in-process
+SOLVERS_BAND = 20_000
+
+
+def _recurrent_cases(args: argparse.Namespace):
+    """(name, network, sample index, sequence, label) for each random recurrent cell and sequence."""
+    for family in ("lem", "lipschitz_rnn", "ltc"):
+        for units in args.recurrent_units:
+            for steps in args.recurrent_lengths:
+                net, X, pred = _recurrent(family, units, steps, args.recurrent_samples)
+                for i, x in enumerate(X):
+                    yield f"{family}-u{units}-T{steps}", net, i, x, int(pred[i])
+
+
 def run_suite(suite: str, args: argparse.Namespace, data: dict) -> None:
     q = data["queries"]
 
@@ -184,13 +203,20 @@ def run_suite(suite: str, args: argparse.Namespace, data: dict) -> None:
                 else:
                     solvers(net, "random", X[i], i, lab, eps)
     if suite == "solvers":
-        for family in ("lem", "lipschitz_rnn", "ltc"):
-            for units in args.recurrent_units:
-                for steps in args.recurrent_lengths:
-                    name = f"{family}-u{units}-T{steps}"
-                    net, X, pred = _recurrent(family, units, steps, args.recurrent_samples)
-                    for i, x in enumerate(X):
-                        solvers(net, name, x, i, int(pred[i]), 1)
+        for name, net, i, x, label in _recurrent_cases(args):
+            solvers(net, name, x, i, label, 1)
+    if suite == "isolation":  # the same recurrent queries in-process and in a child process
+        import ctnn.verify._verify as verifier
+
+        for k, (name, net, i, x, label) in enumerate(_recurrent_cases(args)):
+            modes = (("in-process", sys.maxsize), ("child", -1))
+            for mode, threshold in modes if k % 2 == 0 else modes[::-1]:  # each goes first half the time
+                verifier.ISOLATE_ELEMENTS = threshold
+                try:
+                    record(f"isolation/{mode}/{name}/{i}", net, x, label, 1, args.timeout, attack=False,
+                           interval=False, solver=args.solver)  # fmt: skip
+                finally:
+                    verifier.ISOLATE_ELEMENTS = ISOLATE_ELEMENTS
     if suite in ("digits", "solvers", "encodings") and args.samples:
         for bits in (8, 6, 4) if suite == "digits" else (8,):
             name = f"digits-{bits}"
@@ -279,6 +305,36 @@ def _ibp_summary(ibp: dict) -> list[str]:
         f"{max((v['time_s'] for v in rs if v['verdict'] != 'unknown'), default=0.0):.1f} s; integer test accuracy "
         f"{_accuracy('mnist-ibp')} against {_accuracy('mnist')}."
     ]
+
+
+def _isolation_table(rows: dict[str, dict]) -> list[str]:
+    """In-process vs child process on the same recurrent queries, by the formula's size."""
+    out = ["", "## In-process vs child process (recurrent, SMT stage only)", "",
+           "The same query decided twice, each way first on every other query: in-process, and in a child "
+           "process that is killed "
+           f"{GRACE_S} s past the check's limit (ctnn-verify does the latter above {ISOLATE_ELEMENTS:,} "
+           "elements). Queries that reached the solver, by the formula's symbolic elements; times are "
+           "whole queries.", "",
+           "| elements | queries | decided in-process | decided in a child | median s in-process "
+           "| median s in a child | slowest in-process | slowest in a child |",
+           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    pairs = [
+        (v, rows.get("child/" + k.split("/", 1)[1])) for k, v in rows.items() if k.startswith("in-process/")
+    ]
+    pairs = [(a, b) for a, b in pairs if b and (a.get("goals") or b.get("goals"))]
+    bands = [(0, 5_000), (5_000, 10_000), (10_000, 20_000), (20_000, 10**9)]
+    for lo, hi in bands:
+        band = [(a, b) for a, b in pairs if lo < (a.get("elements") or 0) <= hi]
+        if not band:
+            continue
+        ta, tb = [a["time_s"] for a, _ in band], [b["time_s"] for _, b in band]
+        da, db = (sum(r["verdict"] != "unknown" for r in side) for side in zip(*band))
+        label = f"over {lo:,}" if hi == 10**9 else f"{lo:,}–{hi:,}"
+        out.append(f"| {label} | {len(band)} | {da} | {db} | {_med(ta)} | {_med(tb)} | {max(ta):.2f} "
+                   f"| {max(tb):.2f} |")  # fmt: skip
+    if not pairs:
+        out.append("| not run | | | | | | | |")
+    return out
 
 
 def render(data: dict) -> str:
@@ -432,7 +488,7 @@ def render(data: dict) -> str:
             "solver runs); times are whole queries, a timeout counting as its cap. `disagree` counts queries one solver called robust (UNSAT) and the other "
             "vulnerable. *elements*: the formula's symbolic elements (median); *round trip*: z3 writing the formula "
             "as SMT-LIB2 and bitwuzla reading it (largest), which no deadline stops; a formula of more than "
-            f"{ISOLATE_ELEMENTS:,} elements is read in a child process that is killed at the deadline, so only the "
+            f"{SOLVERS_BAND:,} elements is read in a child process that is killed at the deadline, so only the "
             "writing counts there (rows run since 2026-11-24 12:31). Recurrent rows (`family-uUNITS-TSTEPS`): "
             "random integer cells, ε = 1 around random sequences, 2 features, 4-bit activations.", "",
             "| model | queries | elements | z3 decided | bitwuzla decided | z3 median s | bitwuzla median s "
@@ -455,7 +511,7 @@ def render(data: dict) -> str:
         fast = "bitwuzla" if statistics.median(ba) < statistics.median(za) else "z3"
         if "-T" in mod:
             for a, b in both:
-                bands[(a.get("elements") or 0) > ISOLATE_ELEMENTS].append((a, b))
+                bands[(a.get("elements") or 0) > SOLVERS_BAND].append((a, b))
         els = [a["elements"] for a, _ in both if a.get("elements")]
         trips = [b["translate_s"] for _, b in both if b.get("translate_s") is not None]
         out.append(f"| {mod} | {len(both)} | {f'{statistics.median(els):,.0f}' if els else '–'} | {dz} | {db} "
@@ -466,8 +522,10 @@ def render(data: dict) -> str:
         if pairs:
             dz, db = (sum(r["verdict"] != "unknown" for r in side) for side in zip(*pairs))
             over = max(max(a["time_s"], b["time_s"]) for a, b in pairs)
-            out += ["", f"Recurrent queries {'over' if large else 'up to'} {ISOLATE_ELEMENTS:,} elements: z3 "
+            out += ["", f"Recurrent queries {'over' if large else 'up to'} {SOLVERS_BAND:,} elements: z3 "
                     f"decided {dz} of {len(pairs)}, bitwuzla {db}; the slowest query took {over:.1f} s."]  # fmt: skip
+
+    out += _isolation_table(_rows(q, "isolation/"))
 
     # digits
     d = _rows(q, "digits/")
@@ -508,7 +566,8 @@ def render(data: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", choices=["mnist", "mnist-workers", "mnist-ibp", "encodings", "solvers", "digits", "all"],
+    p.add_argument("--suite", choices=["mnist", "mnist-workers", "mnist-ibp", "encodings", "solvers", "isolation", "digits",
+                                       "all"],
                    default=None, help="mnist-workers: the mnist suite's timeouts again with --workers")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="mnist-workers: processes per query (default 2)")
     p.add_argument("--eps", type=int, nargs="*", default=[1, 2, 3, 4])

@@ -33,12 +33,14 @@ AUTO_PREFERENCE = ("bitwuzla", "z3")
 AUTO_PREFERENCE_LARGE = ("z3", "bitwuzla")
 AUTO_LARGE_INPUTS = 256
 #: a formula of more symbolic elements than this is decided in a child process that is killed at the
-#: deadline (:class:`Session`'s ``isolate``): on the solvers suite's random recurrent cells (20 s per
-#: query, SMT stage only), in-process queries of 20,000-45,000 elements took up to 29.7 s, isolated
-#: ones at most 20.4 s; smaller in-process ones at most 21.5 s. Isolated, bitwuzla's SMT-LIB2 round
-#: trip is stopped at the deadline too, so ``"auto"`` no longer avoids it on large formulas: there
-#: bitwuzla decided 1 of 10 queries to z3's none, and up to 20,000 elements 26 of 44 to z3's 10.
-ISOLATE_ELEMENTS = 20_000
+#: deadline (:class:`Session`'s ``isolate``). Measured on random recurrent cells (20 s per query, SMT
+#: stage only, docs/results/verify.md): in-process, queries of 20,000-45,000 elements took up to
+#: 29.7 s and of 5,000-20,000 up to 21.5 s; in a child, none took over 20.4 s, and decided queries of
+#: 2,500-15,000 elements took as long as in-process. Smaller formulas (the MLP queries have 400-1,000
+#: elements, many decided in well under a second) stay in-process, without a child's start-up.
+#: Isolated, bitwuzla's SMT-LIB2 round trip is stopped at the deadline too, so ``"auto"`` does not
+#: avoid it on large formulas: over 20,000 elements bitwuzla decided 1 of 10 queries to z3's none.
+ISOLATE_ELEMENTS = 5_000
 
 
 def available(name: str) -> bool:
