@@ -35,8 +35,7 @@ class Bitwuzla:
     def __init__(self, text: str, timeout_s: float):
         import bitwuzla as bw
 
-        self._bw = bw
-        self._tm = bw.TermManager()
+        self._tm = bw.TermManager()  # held: the parser's terms live in it
         opts = bw.Options()
         opts.set(bw.Option.PRODUCE_MODELS, True)
         # the option is exact where the terminator is only polled: both bound the query
