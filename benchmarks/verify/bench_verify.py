@@ -12,8 +12,9 @@ can be resumed or extended with more samples/eps later):
                    target's, not part of it).
 * ``encodings`` -- optimized vs naive encoding on the same MNIST queries, SMT stage only
                    (no interval proof, attack or splitting), the naive one under a shorter cap.
-* ``solvers``   -- z3 vs bitwuzla on the same MNIST (``--eps``) and digits-8 (``--digits-eps``)
-                   queries, SMT stage only; the answers of both solvers are compared.
+* ``solvers``   -- z3 vs bitwuzla vs CP-SAT on the whole graph (``--solvers``) on the same MNIST
+                   (``--eps``) and digits-8 (``--digits-eps``) queries, exact stage only; the answers
+                   of the solvers are compared.
 * ``solvers``/``encodings`` also run a random 6-bit MLP 16-12-10 (``--random-eps``), small enough
   that the solver decides within the limit, so the comparison has decided queries.
 * ``solvers`` also runs recurrent graphs: random integer LEM, Lipschitz RNN and LTC cells
@@ -90,7 +91,8 @@ def _query(net, x, label, eps, timeout, **kw) -> dict:
             "solver_time_s": round(r.solver_time_s, 3), "reason": r.reason,
             "goals": r.stats.get("goals"), "open_goals": r.stats.get("open_goals", 0),
             "solver_calls": r.stats.get("solver_calls", 0), "counterexample_label": r.counterexample_label,
-            "elements": r.stats.get("symbolic_elements"), "translate_s": r.stats.get("translate_s")}  # fmt: skip
+            "elements": r.stats.get("symbolic_elements"), "translate_s": r.stats.get("translate_s"),
+            "cp_variables": r.stats.get("cp_variables")}  # fmt: skip
 
 
 def _samples(model: str, n: int):
@@ -162,8 +164,8 @@ def run_suite(suite: str, args: argparse.Namespace, data: dict) -> None:
                **smt_only)  # fmt: skip
 
     def solvers(net, model: str, x, i: int, lab: int, eps: int) -> None:
-        """The SMT stage alone on each solver."""
-        for s in ("z3", "bitwuzla"):
+        """The exact stage alone on each solver (CP-SAT: the whole graph as one model)."""
+        for s in args.solvers:
             record(f"solvers/{s}/{model}/{i}/{eps}", net, x, lab, eps, args.timeout, attack=False, interval=False,
                    solver=s)  # fmt: skip
 
@@ -482,48 +484,63 @@ def render(data: dict) -> str:
 
     # solvers
     s = _rows(q, "solvers/")
-    out += ["", "## z3 vs bitwuzla (same encoding, SMT stage only)", "",
-            "Both read one formula: bitwuzla parses z3's SMT-LIB2 export of the encoder's terms. Only "
-            "queries that reached the solver stage count (the encoding's bounds decide the rest before any "
-            "solver runs); times are whole queries, a timeout counting as its cap. `disagree` counts queries one solver called robust (UNSAT) and the other "
-            "vulnerable. *elements*: the formula's symbolic elements (median); *round trip*: z3 writing the formula "
-            "as SMT-LIB2 and bitwuzla reading it (largest), which no deadline stops; a formula of more than "
-            f"{SOLVERS_BAND:,} elements is read in a child process that is killed at the deadline, so only the "
-            "writing counts there (rows run since 2026-11-24 12:31). Recurrent rows (`family-uUNITS-TSTEPS`): "
-            "random integer cells, ε = 1 around random sequences, 2 features, 4-bit activations.", "",
-            "| model | queries | elements | z3 decided | bitwuzla decided | z3 median s | bitwuzla median s "
-            "| faster (median) | round trip s | disagree |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    models = sorted({k.split("/")[1] for k in s if k.split("/")[0] in ("z3", "bitwuzla")},
+    names = ("z3", "bitwuzla", "cpsat")
+    out += ["", "## z3 vs bitwuzla vs CP-SAT (exact stage only)", "",
+            "z3 and bitwuzla read one formula: bitwuzla parses z3's SMT-LIB2 export of the encoder's terms. "
+            "CP-SAT gets the whole graph as one integer model (`solver=\"cpsat\"`: each element an integer "
+            "variable with the interval pass's bounds, products, divisions and tables as CP-SAT constraints). "
+            "Only queries that reached the solver stage count (the encoding's bounds decide the rest before any "
+            "solver runs); times are whole queries, a timeout counting as its cap. `disagree` counts queries one "
+            "solver called robust and another vulnerable. *elements*: the SMT formula's symbolic elements "
+            "(median); *round trip*: z3 writing the formula as SMT-LIB2 and bitwuzla reading it (largest), which "
+            "no deadline stops; a formula of more than "
+            f"{SOLVERS_BAND:,} elements was read in a child process that is killed at the deadline, so only the "
+            "writing counts there (rows run since 2026-11-24 12:31; the threshold is 5,000 now, "
+            "`ISOLATE_ELEMENTS`). Recurrent rows (`family-uUNITS-TSTEPS`): "
+            "random integer cells, ε = 1 around random sequences, 2 features, 4-bit activations. "
+            "The rows' dates are in the run log below: bitwuzla and CP-SAT ran side by side (one core each) "
+            "on 2026-11-24 (recurrent rows 20 s per query, the others 30 s); z3's rows are older. Where "
+            "CP-SAT ran on only some of a model's queries, the row counts those alone.", "",
+            "| model | queries | elements | z3 decided | bitwuzla decided | CP-SAT decided | z3 median s "
+            "| bitwuzla median s | CP-SAT median s | fastest (median) | round trip s | disagree |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    models = sorted({k.split("/")[1] for k in s if k.split("/")[0] in names},
                     key=lambda m: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", m)])  # fmt: skip
-    bands: dict[bool, list[tuple[dict, dict]]] = {False: [], True: []}  # recurrent pairs by size
+    bands: dict[bool, list[tuple[dict | None, ...]]] = {False: [], True: []}  # recurrent rows by size
     for mod in models:
         keys = sorted({"/".join(k.split("/")[2:]) for k in s if k.split("/")[1] == mod})
-        both = [(s.get(f"z3/{mod}/{k}"), s.get(f"bitwuzla/{mod}/{k}")) for k in keys]
-        # only queries the solver itself had to decide (the encoding's bounds leave a goal)
-        both = [(a, b) for a, b in both if a and b and a["verdict"] != "misclassified"
-                and (a.get("goals") or b.get("goals"))]  # fmt: skip
-        if not both:
+        rows = [tuple(s.get(f"{n}/{mod}/{k}") for n in names) for k in keys]
+        # only queries the solver itself had to decide (the encoding's bounds leave an SMT goal)
+        rows = [r for r in rows if r[1] and r[1]["verdict"] != "misclassified"
+                and ((r[0] or {}).get("goals") or r[1].get("goals"))]  # fmt: skip
+        if any(r[2] for r in rows):  # CP-SAT ran on some of them: compare on those alone
+            rows = [r for r in rows if r[2]]
+        if not rows:
             continue
-        za, ba = [a["time_s"] for a, _ in both], [b["time_s"] for _, b in both]
-        dz = sum(a["verdict"] != "unknown" for a, _ in both)
-        db = sum(b["verdict"] != "unknown" for _, b in both)
-        dis = sum({a["verdict"], b["verdict"]} == {"robust", "vulnerable"} for a, b in both)
-        fast = "bitwuzla" if statistics.median(ba) < statistics.median(za) else "z3"
+        ran = [[r[k] for r in rows if r[k]] for k in range(len(names))]
+        decided = [sum(v["verdict"] != "unknown" for v in side) for side in ran]
+        meds = [statistics.median(v["time_s"] for v in side) if side else None for side in ran]
+        dis = sum(len({v["verdict"] for v in r if v} & {"robust", "vulnerable"}) == 2 for r in rows)
+        fast = min((m, n) for m, n in zip(meds, names) if m is not None)[1]
         if "-T" in mod:
-            for a, b in both:
-                bands[(a.get("elements") or 0) > SOLVERS_BAND].append((a, b))
-        els = [a["elements"] for a, _ in both if a.get("elements")]
-        trips = [b["translate_s"] for _, b in both if b.get("translate_s") is not None]
-        out.append(f"| {mod} | {len(both)} | {f'{statistics.median(els):,.0f}' if els else '–'} | {dz} | {db} "
-                   f"| {_med(za)} | {_med(ba)} | {fast} | {f'{max(trips):.2f}' if trips else '–'} | {dis} |")  # fmt: skip
+            for r in rows:
+                bands[(r[1].get("elements") or 0) > SOLVERS_BAND].append(r)
+        els = [r[1]["elements"] for r in rows if r[1].get("elements")]
+        trips = [r[1]["translate_s"] for r in rows if r[1].get("translate_s") is not None]
+        cells = [("–" if not side else f"{d}" if len(side) == len(rows) else f"{d} of {len(side)}")
+                 for d, side in zip(decided, ran)]  # fmt: skip
+        cells += [_med([v["time_s"] for v in side]) if side else "–" for side in ran]
+        out.append(f"| {mod} | {len(rows)} | {f'{statistics.median(els):,.0f}' if els else '–'} | "
+                   + " | ".join(cells) + f" | {fast} | {f'{max(trips):.2f}' if trips else '–'} | {dis} |")  # fmt: skip
     if not models:
-        out.append("| – | not run | | | | | | | | |")
-    for large, pairs in bands.items():
-        if pairs:
-            dz, db = (sum(r["verdict"] != "unknown" for r in side) for side in zip(*pairs))
-            over = max(max(a["time_s"], b["time_s"]) for a, b in pairs)
-            out += ["", f"Recurrent queries {'over' if large else 'up to'} {SOLVERS_BAND:,} elements: z3 "
-                    f"decided {dz} of {len(pairs)}, bitwuzla {db}; the slowest query took {over:.1f} s."]  # fmt: skip
+        out.append("| – | not run | | | | | | | | | | |")
+    for large, rows in bands.items():
+        if rows:
+            decided = [f"{n} {sum(r[k]['verdict'] != 'unknown' for r in rows if r[k])} of "
+                       f"{sum(1 for r in rows if r[k])}" for k, n in enumerate(names)]  # fmt: skip
+            over = max(v["time_s"] for r in rows for v in r if v)
+            out += ["", f"Recurrent queries {'over' if large else 'up to'} {SOLVERS_BAND:,} elements: decided by "
+                    + ", ".join(decided) + f"; the slowest query took {over:.1f} s."]  # fmt: skip
 
     out += _isolation_table(_rows(q, "isolation/"))
 
@@ -557,6 +574,8 @@ def render(data: dict) -> str:
         note = r.get("note", "")
         if "workers" in r and "workers=" not in note:  # older records wrote it into the note
             note = f"workers={r['workers']}, {note}"
+        if "solvers" in r:
+            note = f"{' and '.join(r['solvers'])}{', ' + note if note else ''}"
         out.append(
             f"| {r['suite']} | {r['eps']} | {r['samples']} | {r['timeout']} | {r['solver']} | {r['date']} "
             f"| {r.get('load', '?')} / {r.get('cpus', '?')} | {note} |"
@@ -577,7 +596,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="MNIST: start at this test image (split a long run over processes, then --merge)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per query (default 60)")
     p.add_argument("--naive-timeout", type=float, default=20.0, help="cap of the naive encoding (default 20)")
-    p.add_argument("--solver", default="auto", choices=["auto", "z3", "bitwuzla"])
+    p.add_argument("--solver", default="auto", choices=["auto", "z3", "bitwuzla", "cpsat"])
+    p.add_argument("--solvers", nargs="+", default=["z3", "bitwuzla", "cpsat"], choices=["z3", "bitwuzla", "cpsat"],
+                   help="solvers suite: the exact solvers compared")  # fmt: skip
     p.add_argument("--random-eps", type=int, nargs="*", default=[3],
                    help="ε of the random 16-12-10 MLP queries of the solvers/encodings suites (none: skip)")  # fmt: skip
     p.add_argument("--digits-eps", type=int, nargs="*", default=[8, 16, 32],
@@ -617,7 +638,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "machine": f"{platform.machine()}, {platform.python_version()}", "load": round(os.getloadavg()[0], 1), "cpus": os.cpu_count(),
                                  "note": "one query at a time" if s == "mnist-workers" else (
                                      f"pinned to core {args.cpu}" if args.cpu is not None else ""),
-                                 **({"workers": args.workers} if s == "mnist-workers" else {})})  # fmt: skip
+                                 **({"workers": args.workers} if s == "mnist-workers" else {}),
+                                 **({"solvers": args.solvers} if s == "solvers" else {})})  # fmt: skip
             run_suite(s, args, data)
             _save(args.out, data)
     if args.render:

@@ -145,9 +145,10 @@ def render(res: dict) -> str:
         lines += ["## Recurrent networks: which sequence lengths are decided", "",
                   f"Random integer cells (2 features, 4 units, 4-bit activations, 3-bit inputs), unrolled over T steps; "
                   f"ε = 1 input code around a random sequence; {t:.0f} s per query, full pipeline (interval and linear "
-                  "bounds, attack, box splitting, SMT). *bias*: the first feature is the sensitive attribute at every "
+                  "bounds, attack, box splitting, then the exact stage: CP-SAT on the whole graph since ctnn-verify 0.7.0, "
+                  "SMT before, in git history). *bias*: the first feature is the sensitive attribute at every "
                   "step (codes −2 vs 2); *max-difference*: the largest output gap between two random cells of the "
-                  "family (a binary search of SMT queries). Cell: verdict and seconds (`—`: undecided at the timeout; "
+                  "family (a binary search of exact queries). Cell: verdict and seconds (`—`: undecided at the timeout; "
                   "*late*: decided, but the whole search overran the per-query timeout by more than a stage "
                   "checks its clock).", ""]  # fmt: skip
         props = list(dict.fromkeys(r["property"] for r in rows))

@@ -15,18 +15,20 @@ from verify_helpers import box_of, enumerate_box, exhaustive_truth, in_range
 
 from ctnn.verify import SOLVERS, to_smtlib, verify_robustness
 from ctnn.verify._backends import AUTO_LARGE_INPUTS, Session, available, resolve
+from ctnn.verify._cpgraph import CP_OPS
 
 HAS_BITWUZLA = importlib.util.find_spec("bitwuzla") is not None
 needs_bitwuzla = pytest.mark.skipif(not HAS_BITWUZLA, reason="bitwuzla (the optional extra) is not installed")
 
 
 def test_resolve_and_errors():
-    assert SOLVERS == ("z3", "bitwuzla", "auto")
+    assert SOLVERS == ("z3", "bitwuzla", "cpsat", "auto")
     assert resolve("z3") == "z3" and available("z3")
     assert resolve("auto") in ("z3", "bitwuzla")
     # by the query's size: the measured winner on small queries, z3 on MNIST-sized ones
     assert resolve("auto", 16) == ("bitwuzla" if HAS_BITWUZLA else "z3")
     assert resolve("auto", AUTO_LARGE_INPUTS + 1) == "z3"
+    assert resolve("cpsat", 16) == resolve("auto", 16)  # for the SMT stage of what CP-SAT does not take
     if not HAS_BITWUZLA:
         assert resolve("auto") == "z3"
         with pytest.raises(ModuleNotFoundError, match=r"ctnn-verify\[bitwuzla\]"):
@@ -160,7 +162,11 @@ def test_auto_keeps_bitwuzla_for_a_large_formula(monkeypatch):
     def run() -> dict:  # straight to the SMT stage: no interval proof, attack or branch and bound
         r = verify_robustness(model, x, 2, input_range=(-8, 7), interval=False, attack=False, timeout_s=30)
         assert r.method == "smt" and r.stats["symbolic_elements"] > 0
+        assert "MatMulInteger" in r.stats["cpsat_unsupported"]
         return r.stats
+
+    # "auto" gives CP-SAT the graphs it takes: without its MatMulInteger rule it takes none of this one
+    monkeypatch.delitem(CP_OPS, "MatMulInteger")
 
     assert run()["solver"] == "bitwuzla" and "solver_processes" not in run()
     monkeypatch.setattr("ctnn.verify._verify.ISOLATE_ELEMENTS", 0)  # every formula counts as large

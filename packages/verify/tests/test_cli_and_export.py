@@ -132,7 +132,7 @@ def test_smtlib_export_agrees_with_the_verdict(encoding):
 def test_result_to_dict_is_json():
     model = random_integer_mlp([3, 4, 3], weight_bits=4, act_bits=4, in_bits=4, seed=4).to_onnx()
     r = verify_robustness(
-        model, np.array([0, 1, 2]), [1, 0, 2], input_range=(-8, 7), attack=False, interval=False
+        model, np.array([0, 1, 2]), [1, 0, 2], input_range=(-8, 7), attack=False, interval=False, solver="z3"
     )
     d = json.loads(json.dumps(r.to_dict()))
     assert d["eps"] == [1, 0, 2] and d["method"] == "smt" and d["property"] == "robustness"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from verify_helpers import ops_graph, wrap_graph
+from verify_helpers import SMT_SOLVER, ops_graph, wrap_graph
 
 from ctnn.quant import ReferenceInterpreter, random_integer_mlp
 from ctnn.verify._verify import _robustness_query
@@ -95,7 +95,8 @@ def test_encoding_stops_at_its_deadline(monkeypatch):
         raise OutOfTime(where)
 
     monkeypatch.setattr(_Walker, "check_time", late)
-    r = verify_robustness(model, x, 2, input_range=(-8, 7), interval=False, attack=False, timeout_s=30)
+    r = verify_robustness(model, x, 2, input_range=(-8, 7), interval=False, attack=False, timeout_s=30,
+                          solver=SMT_SOLVER)  # fmt: skip
     assert r.verdict == "unknown" and r.reason == "timeout" and "encode_s" in r.stats
 
 

@@ -140,6 +140,6 @@ def test_a_witness_that_does_not_replay_is_a_loud_bug(model):
     with pytest.raises(WitnessError, match="outside the box"):
         replay(net, LocalRobustness(label), np.array([8, 0, 0]), lo, hi)
     y = net.reference(X)["y"].ravel()
-    with pytest.raises(WitnessError, match="z3 model's output"):
+    with pytest.raises(WitnessError, match="solver model's output"):
         replay(net, LocalRobustness((label + 1) % 3), X, lo, hi, expected=y + 1)
     assert not issubclass(WitnessError, ValueError)  # never mistaken for a user error

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from verify_helpers import box_of, exhaustive_truth, in_range, ops_graph
+from verify_helpers import SMT_SOLVER, box_of, exhaustive_truth, in_range, method_of, ops_graph, wrap_graph
 
 from ctnn.quant import ReferenceInterpreter
 from ctnn.verify import verify_robustness
 
-# (attack, interval): the full pipeline, and SMT alone (nothing may decide before the solver)
+# (attack, interval): the full pipeline, and the exact solver alone (nothing may decide before it)
 STAGES = [(True, True), (False, False)]
 
 
@@ -28,22 +28,26 @@ def _check(model, x0, eps, lo, hi, seen, label=None, **kw):
     return r
 
 
-@pytest.mark.parametrize("encoding", ["naive", "optimized"])
-@pytest.mark.parametrize("attack,interval", STAGES)
-def test_verdicts_equal_enumeration(tiny_nets, encoding, attack, interval):
+@pytest.mark.parametrize(
+    "encoding,attack,interval,solver",
+    [("naive", *STAGES[0], "auto"), ("optimized", *STAGES[0], "auto"), ("naive", *STAGES[1], SMT_SOLVER),
+     ("optimized", *STAGES[1], SMT_SOLVER), ("optimized", *STAGES[1], "cpsat")],
+)  # fmt: skip
+def test_verdicts_equal_enumeration(tiny_nets, encoding, attack, interval, solver):
     seen: set[tuple[str, str]] = set()
     for model, bits, sizes, seed in tiny_nets:
         lo, hi = in_range(bits)
         rng = np.random.default_rng(seed)
         for x0 in rng.integers(lo, hi + 1, size=(2, sizes[0])):
             for eps in (0, 1, 2, 3):
-                r = _check(model, x0, eps, lo, hi, seen, encoding=encoding, attack=attack, interval=interval)
+                r = _check(model, x0, eps, lo, hi, seen, encoding=encoding, attack=attack, interval=interval,
+                           solver=solver)  # fmt: skip
                 if not (attack or interval):
-                    assert r.method == "smt"
+                    assert r.method == method_of(solver)
     verdicts = {v for v, _ in seen}
     assert verdicts == {"robust", "vulnerable"}, seen  # the test could fail both ways
     if not (attack or interval):  # the solver itself proved and refuted
-        assert {("robust", "smt"), ("vulnerable", "smt")} <= seen
+        assert {("robust", method_of(solver)), ("vulnerable", method_of(solver))} <= seen
     else:  # branch and bound runs before the attack on these MLPs and checks its corners too
         assert ("robust", "interval") in seen
         assert {("vulnerable", "attack"), ("vulnerable", "bab")} & seen
@@ -56,7 +60,7 @@ def test_solver_is_called_on_both_verdicts(tiny_nets):
         lo, hi = in_range(bits)
         x0 = np.random.default_rng(seed + 100).integers(lo, hi + 1, size=sizes[0])
         for eps in (1, 2):
-            r = _check(model, x0, eps, lo, hi, set(), attack=False, interval=False)
+            r = _check(model, x0, eps, lo, hi, set(), attack=False, interval=False, solver=SMT_SOLVER)
             if r.stats.get("solver_calls"):
                 called.add(r.verdict)
     assert called == {"robust", "vulnerable"}
@@ -76,18 +80,24 @@ def test_per_feature_eps_and_a_given_label(tiny_nets):
     assert {v for v, _ in seen} == {"robust", "vulnerable"}
 
 
-@pytest.mark.parametrize("encoding", ["naive", "optimized"])
-def test_ops_graph_verdicts_equal_enumeration(encoding):
-    """Gather tables, Reshape/Slice/Concat, ReduceSum, Min/Max, Equal/Greater/Where, negative Div."""
-    model = ops_graph()
-    lo, hi = -8, 7
+@pytest.mark.parametrize(
+    "encoding,solver", [("naive", SMT_SOLVER), ("optimized", SMT_SOLVER), ("optimized", "cpsat")]
+)
+@pytest.mark.parametrize("graph,lo,hi", [(ops_graph, -8, 7), (wrap_graph, -128, 127)])
+def test_ops_graph_verdicts_equal_enumeration(graph, lo, hi, encoding, solver):
+    """Gather tables, Reshape/Slice/Concat, ReduceSum, Min/Max, Equal/Greater/Where, negative Div;
+    int8 arithmetic that wraps around."""
+    model = graph()
     seen: set = set()
     rng = np.random.default_rng(7)
-    for x0 in rng.integers(lo, hi + 1, size=(6, 4)):
+    n_in = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    for x0 in rng.integers(lo, hi + 1, size=(6, n_in)):
         for eps in (0, 1, 2):
             for attack, interval in STAGES:
-                _check(model, x0, eps, lo, hi, seen, encoding=encoding, attack=attack, interval=interval)
+                _check(model, x0, eps, lo, hi, seen, encoding=encoding, attack=attack, interval=interval,
+                       solver=solver)  # fmt: skip
     assert {v for v, _ in seen} == {"robust", "vulnerable"}
+    assert ("robust", method_of(solver)) in seen or ("vulnerable", method_of(solver)) in seen
 
 
 def test_ties_go_to_the_lowest_index():

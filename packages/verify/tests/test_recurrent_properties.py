@@ -1,13 +1,14 @@
 """Every property on unrolled integer recurrent graphs (Lipschitz RNN, LTC, LEM), held to enumeration.
 
-The verifier runs with the attack and interval stages off, so the SMT solver decides each query.
+The verifier runs with the attack and interval stages off, so the exact solver (SMT, or CP-SAT on
+the whole graph) decides each query.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from verify_helpers import box_of, enumerate_box
+from verify_helpers import EXACT_SOLVERS, box_of, enumerate_box
 from verify_recurrent import BUILDERS
 
 from ctnn.quant import ReferenceInterpreter
@@ -29,7 +30,8 @@ def _run(model, xs):
 
 @pytest.mark.parametrize("family", sorted(BUILDERS))
 @pytest.mark.parametrize("steps", [1, 2])
-def test_recurrent_properties_equal_enumeration(family, steps):
+@pytest.mark.parametrize("solver", EXACT_SOLVERS)
+def test_recurrent_properties_equal_enumeration(family, steps, solver):
     a = BUILDERS[family](steps, seed=3).to_onnx()
     b = BUILDERS[family](steps, seed=4).to_onnx()
     n = 2 * steps
@@ -39,9 +41,9 @@ def test_recurrent_properties_equal_enumeration(family, steps):
     xs = enumerate_box(blo, bhi)
     ya, yb = _run(a, xs), _run(b, xs)
     pred = np.argmax(ya, 1)
-    kw = {"input_range": (LO, HI), **SMT}
+    kw = {"input_range": (LO, HI), **SMT, "solver": solver}
 
-    r = verify_robustness(a, x0, eps, input_range=(LO, HI), attack=False, interval=False)
+    r = verify_robustness(a, x0, eps, **kw)
     assert r.verdict == ("robust" if np.all(pred == pred[len(xs) // 2]) else "vulnerable")
     for target in range(ya.shape[1]):
         r = verify_targeted(a, x0, eps, target, **kw)

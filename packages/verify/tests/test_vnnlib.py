@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from verify_helpers import enumerate_box, in_range
+from verify_helpers import SMT_SOLVER, enumerate_box, in_range
 
 from ctnn.quant import ReferenceInterpreter, Sidecar, TensorQuant, random_integer_mlp, write_sidecar
 from ctnn.verify import VnnlibError, read_vnnlib, verify_vnnlib
@@ -66,9 +66,10 @@ def test_vnnlib_verdicts_equal_enumeration(tiny_nets):
             xs = enumerate_box(a, b)
             ys = ref.run({"x": xs.astype(np.int8)})["y"].astype(np.int64)
             sat = [truth(y) for y in ys]
-            for stages in (True, False):  # the full pipeline, and the solver alone
+            # the full pipeline, and each exact solver alone
+            for stages, solver in ((True, "auto"), (False, SMT_SOLVER), (False, "cpsat")):
                 r = verify_vnnlib(model, text, units="codes", input_range=(lo, hi), attack=stages,
-                                  interval=stages)  # fmt: skip
+                                  interval=stages, solver=solver)  # fmt: skip
                 assert r.verdict == ("vulnerable" if any(sat) else "robust"), (text, r)
                 if r.vulnerable:
                     x = np.array(r.counterexample)
@@ -76,7 +77,9 @@ def test_vnnlib_verdicts_equal_enumeration(tiny_nets):
                     assert truth(np.array(r.counterexample_output))
                 seen.add((r.verdict, r.method))
     assert {v for v, _ in seen} == {"robust", "vulnerable"}, seen
-    assert {("robust", "smt"), ("vulnerable", "smt")} <= seen, seen
+    assert {("robust", "smt"), ("vulnerable", "smt"), ("robust", "cpsat"), ("vulnerable", "cpsat")} <= seen, (
+        seen
+    )
 
 
 def _scaled_model(tmp_path):

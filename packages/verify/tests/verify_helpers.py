@@ -9,9 +9,21 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ctnn.quant import ReferenceInterpreter, random_integer_mlp, signed_range
+from ctnn.verify._backends import available
 from ctnn.verify._interval import interval_pass
 from ctnn.verify._layered import layers_of
 from ctnn.verify._network import Network
+
+#: the SMT backend the tests name where they test the SMT stage ("auto" sends graphs that are not
+#: layered to CP-SAT)
+SMT_SOLVER = "bitwuzla" if available("bitwuzla") else "z3"
+#: the exact stage's two engines: each "solver alone" test runs on both
+EXACT_SOLVERS = [SMT_SOLVER, "cpsat"]
+
+
+def method_of(solver: str) -> str:
+    """The ``method`` a verdict of the exact stage reports for ``solver``."""
+    return "cpsat" if solver == "cpsat" else "smt"
 
 
 def box_of(x0: np.ndarray, eps, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:

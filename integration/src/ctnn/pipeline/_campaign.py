@@ -27,7 +27,13 @@ from ._spec import CampaignSpec, SampleSpec
 from ._store import ResultStore, query_key
 from ._sweep import ResolvedModel, submit_sweep
 
-_SOLVER_DISTS = {"z3": ["z3-solver"], "bitwuzla": ["bitwuzla"], "auto": ["z3-solver", "bitwuzla"]}
+#: the SMT solvers' packages; OR-tools (CP-SAT) takes part in every query's answer, whatever the solver
+_SOLVER_DISTS = {
+    "z3": ["z3-solver"],
+    "bitwuzla": ["bitwuzla"],
+    "cpsat": [],
+    "auto": ["z3-solver", "bitwuzla"],
+}
 _VERSION_DISTS = ["ctnn-pipeline", "ctnn-verify", "ctnn-quant", "onnx", "ray", "numpy"]
 
 
@@ -39,9 +45,11 @@ def _version(dist: str) -> str:
 
 
 def key_versions(solver: str) -> dict[str, str]:
-    """The versions a query's answer depends on (part of its key): ctnn-verify and the solver's package."""
+    """The versions a query's answer depends on (part of its key): ctnn-verify, OR-tools and the solver's
+    package."""
     return {
         "ctnn-verify": _version("ctnn-verify"),
+        "ortools": _version("ortools"),
         **{d: _version(d) for d in _SOLVER_DISTS.get(solver, [solver])},
     }
 

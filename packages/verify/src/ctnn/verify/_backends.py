@@ -21,7 +21,7 @@ import z3
 from ._solver_process import Bitwuzla, Child
 
 #: the names a ``solver=`` argument accepts
-SOLVERS = ("z3", "bitwuzla", "auto")
+SOLVERS = ("z3", "bitwuzla", "cpsat", "auto")
 
 #: ``solver="auto"`` takes the first installed one, by the query's size. Measured in
 #: docs/results/verify.md (same encoding, SMT stage only): on the small random MLPs bitwuzla
@@ -53,11 +53,12 @@ def available(name: str) -> bool:
 
 
 def resolve(solver: str, free_inputs: int | None = None) -> str:
-    """``"auto"`` -> the preferred installed backend for a query with ``free_inputs`` inputs that
-    vary (None: a small one); a named one is checked to be installed."""
+    """The SMT backend: for ``"auto"`` the preferred installed one for a query with ``free_inputs``
+    inputs that vary (None: a small one), and the same for ``"cpsat"`` (the SMT stage of a query
+    CP-SAT does not take); a named one is checked to be installed."""
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if solver == "auto":
+    if solver in ("auto", "cpsat"):
         large = free_inputs is not None and free_inputs > AUTO_LARGE_INPUTS
         return next(s for s in (AUTO_PREFERENCE_LARGE if large else AUTO_PREFERENCE) if available(s))
     if not available(solver):

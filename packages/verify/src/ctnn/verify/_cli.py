@@ -18,6 +18,7 @@ import numpy as np
 
 from ctnn.quant import DialectError, SampleFileError, read_codes
 
+from ._backends import SOLVERS
 from ._cli_properties import COMMANDS, add_commands, write_json
 from ._cli_properties import run as run_command
 from ._cli_vnnlib import add_vnnlib, run_vnnlib
@@ -47,7 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole query (default 60)")
     r.add_argument("--encoding", choices=ENCODINGS, default="optimized")
-    r.add_argument("--solver", choices=("auto", "z3", "bitwuzla"), default="auto", help="SMT backend")
+    r.add_argument(
+        "--solver",
+        choices=SOLVERS,
+        default="auto",
+        help="exact backend (auto: CP-SAT on graphs it takes, else bitwuzla or z3)",
+    )
     r.add_argument("--no-attack", action="store_true", help="skip the attack: interval pass, then SMT")
     r.add_argument("--workers", type=int, default=1,
                    help="processes for branch and bound and threads for CP-SAT (default 1; POSIX: forked)")  # fmt: skip

@@ -15,6 +15,7 @@ import numpy as np
 import z3
 
 from ._bv import compare
+from ._errors import UnsupportedError
 from ._linear import max_of
 
 #: property name -> class
@@ -39,15 +40,18 @@ def reach(forms: Any, u: int, d: int, xlo: np.ndarray, xhi: np.ndarray) -> float
 
 def any_of(conds: Iterable[z3.BoolRef | bool]) -> z3.BoolRef | bool:
     """``Or`` of conditions some of which folded to Python bools: the first True decides, False drops out."""
-    return _fold(conds, True)
+    return fold(conds, True, z3.Or)
 
 
 def all_of(conds: Iterable[z3.BoolRef | bool]) -> z3.BoolRef | bool:
     """``And`` of conditions some of which folded to Python bools: the first False decides, True drops out."""
-    return _fold(conds, False)
+    return fold(conds, False, z3.And)
 
 
-def _fold(conds: Iterable[z3.BoolRef | bool], decisive: bool) -> z3.BoolRef | bool:
+def fold(conds: Iterable[Any], decisive: bool, combine: Callable[[list[Any]], Any]) -> Any:
+    """``or`` (``decisive=True``) or ``and`` of conditions some of which are Python bools: the first
+    ``decisive`` one decides, the others drop out, and ``combine`` joins what is left (z3's ``Or``,
+    or a CP-SAT literal)."""
     rest = []
     for c in conds:  # lazily: nothing after a decisive condition is built
         if c is decisive:
@@ -58,7 +62,7 @@ def _fold(conds: Iterable[z3.BoolRef | bool], decisive: bool) -> z3.BoolRef | bo
         return not decisive
     if len(rest) == 1:
         return rest[0]
-    return z3.Or(rest) if decisive else z3.And(rest)
+    return combine(rest)
 
 
 class Property(ABC):
@@ -85,6 +89,12 @@ class Property(ABC):
     @abstractmethod
     def violation(self, y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> z3.BoolRef | bool:
         """The z3 condition for a counterexample, on the output elements ``y`` within [lo, hi]."""
+
+    def cp_violation(self, g: Any, y: np.ndarray) -> Any:
+        """The same condition as a CP-SAT literal of the :class:`~._cpgraph.GraphModel` ``g``, on
+        its output elements ``y`` (a bool where the bounds decide it). A property without one is
+        decided by the SMT solver."""
+        raise UnsupportedError(f"property {self.name!r} has no CP-SAT condition")
 
     def violated(self, y: np.ndarray) -> np.ndarray:
         return self.score(np.atleast_2d(y)) > 0
@@ -140,6 +150,10 @@ class LocalRobustness(Property):
             if j != L
         )
 
+    def cp_violation(self, g, y):
+        L, margins = self.label, self._margins(len(y))
+        return g.any(g.gt(y[j], y[L], int(margins[j])) for j in range(len(y)) if j != L)
+
     def params(self):
         return {"label": self.label}
 
@@ -194,6 +208,11 @@ class TargetedAttack(Property):
             for j in range(len(y))
             if j != t
         )
+
+    def cp_violation(self, g, y):
+        t = self.label
+        # the target beats j: y[t] - y[j] > -1 - beats(j, t) (strictly above a lower j, ties above)
+        return g.all(g.gt(y[t], y[j], -1 - _beats(j, t)) for j in range(len(y)) if j != t)
 
     def params(self):
         return {"target": self.label}
@@ -258,6 +277,9 @@ class OutputGap(_Paired):
 
         return any_of(exceeds(u, d) for u, d in self._pairs())
 
+    def cp_violation(self, g, y):
+        return g.any(g.gt(y[u], y[d], self.threshold) for u, d in self._pairs())
+
     def params(self):
         return {"threshold": self.threshold, "output": self.output}
 
@@ -301,3 +323,9 @@ class ArgmaxAgreement(_Paired):
             return all_of([True if loses_a is False else z3.Not(loses_a), loses_b])
 
         return any_of(differs(c) for c in range(m))
+
+    def cp_violation(self, g, y):
+        m = self.m
+        # c is a's argmax but not b's
+        return g.any(g.all([g.neg(LocalRobustness(c).cp_violation(g, y[:m])), LocalRobustness(c).cp_violation(g, y[m:])])
+                     for c in range(m))  # fmt: skip

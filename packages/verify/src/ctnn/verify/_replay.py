@@ -19,7 +19,7 @@ def replay(
 ) -> np.ndarray:
     """Check a witness: in the box, same output in the reference and onnxruntime, a real violation.
 
-    ``expected`` is the output the witness's producer (the z3 model) claims. Returns the
+    ``expected`` is the output the witness's producer (the z3 or CP-SAT model) claims. Returns the
     reference output (flat); raises :class:`WitnessError` on any disagreement.
     """
     x = np.asarray(x, np.int64).ravel()
@@ -36,7 +36,7 @@ def replay(
     y = y_ref.ravel().astype(np.int64)
     if expected is not None and not np.array_equal(np.asarray(expected, np.int64), y):
         raise WitnessError(
-            f"the z3 model's output {np.asarray(expected).tolist()} differs from the reference's "
+            f"the solver model's output {np.asarray(expected).tolist()} differs from the reference's "
             f"{y.tolist()} on its own witness (x = {x.tolist()}): an encoding bug"
         )
     if not prop.violated(y)[0]:

@@ -1,4 +1,5 @@
-"""Queries: interval pre-pass -> attack (replayed) -> SMT on what is left."""
+"""Queries: interval pre-pass -> attack (replayed) -> branch and bound or box splitting -> an exact
+solver (CP-SAT on the whole graph, or SMT) on what is left."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from ._attack import attack as run_attack
 from ._bab import prove_robustness
 from ._backends import ISOLATE_ELEMENTS, Session, resolve
 from ._bv import compare
+from ._cpgraph import GraphModel
 from ._encoder import ENCODINGS, Encoding, encode
-from ._errors import EpsError, OutOfTime, SampleError, VerifyError, check_timeout
+from ._errors import EpsError, OutOfTime, SampleError, UnsupportedError, VerifyError, check_timeout
 from ._interval import Bounds, interval_pass
 from ._linear import Forms, max_of
 from ._network import ModelLike, Network, as_network
@@ -183,7 +185,8 @@ def _decide(
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
     label = getattr(q.prop, "label", -1)
-    solver = resolve(solver, int(np.count_nonzero(q.hi > q.lo)))
+    exact = solver  # "cpsat" or "auto": the whole graph in CP-SAT where that applies
+    solver = resolve(solver, int(np.count_nonzero(q.hi > q.lo)))  # the SMT backend
     common = {"label": label, "eps": eps, "property": q.prop.name, "encoding": encoding}
     stats: dict[str, Any] = {"box_log2_size": round(float(np.log2((q.hi - q.lo + 1).astype(float)).sum()), 2)}
 
@@ -270,6 +273,13 @@ def _decide(
     t = time.perf_counter()
     if t >= t0 + timeout_s:  # no time left to encode, let alone solve
         return out_of_time("smt")
+    if exact == "cpsat" or (exact == "auto" and not layered and encoding == "optimized"):
+        r = _graph_stage(
+            q, t0 + timeout_s, workers, done, witness, out_of_time, stats, required=exact == "cpsat"
+        )
+        if r is not None:
+            return r
+        t = time.perf_counter()
     try:
         enc, cond = q.encode(encoding, deadline=t0 + timeout_s)
     except OutOfTime:
@@ -291,6 +301,36 @@ def _decide(
     if goals is not None:
         classes, goals = [j for j, _ in goals], [c for _, c in goals]
     return _solve(q, enc, cond, solver, t0 + timeout_s, done, witness, stats, goals, classes)
+
+
+def _graph_stage(q: _Query, deadline: float, workers: int, done: Any, witness: Any, out_of_time: Any,
+                 stats: dict[str, Any], required: bool) -> VerificationResult | None:  # fmt: skip
+    """The whole graph and the property as one CP-SAT model (:mod:`._cpgraph`), searched until
+    ``deadline``. None where CP-SAT cannot take the graph or the property and is not ``required``:
+    the SMT solver takes the query (the reason is in ``stats["cpsat_unsupported"]``)."""
+    t = time.perf_counter()
+    try:
+        g = GraphModel(q.net, q.dtypes, q.bounds, q.lo, q.hi, deadline=deadline)
+        cond = q.prop.cp_violation(g, g.outputs)
+        if cond is False:  # the model's own bounds leave no candidate output
+            return done("robust", "cpsat")
+        if cond is True:  # every input violates: the sample itself is a witness
+            return witness(q.x0, "cpsat")
+        verdict, x, y = g.solve(cond, deadline, workers)
+    except UnsupportedError as e:
+        if required:
+            raise
+        stats["cpsat_unsupported"] = str(e)
+        return None
+    except OutOfTime:
+        stats["cpsat_s"] = time.perf_counter() - t
+        return out_of_time("cpsat")
+    stats.update(g.stats, cpsat_s=time.perf_counter() - t)
+    if verdict == "sat":
+        return witness(x, "cpsat", y)
+    if verdict == "unsat":
+        return done("robust", "cpsat")
+    return out_of_time("cpsat")
 
 
 def _robustness_goals(q: _Query, enc: Encoding, stats: dict[str, Any],

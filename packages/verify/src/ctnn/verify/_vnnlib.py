@@ -400,6 +400,9 @@ class LinearCondition(Property):
             return False
         return disj[0] if len(disj) == 1 else z3.Or(disj)
 
+    def cp_violation(self, g, y):
+        return g.any(g.all(g.le(zip(A, y), B) for A, B in conj) for conj in self.dnf)
+
     def params(self):
         return {"source": self.source, "disjuncts": len(self.dnf)}
 
