@@ -386,15 +386,16 @@ for _op in ("Max", "Min"):
 def _clip(g: GraphModel, node: Any, attrs: dict[str, Any], ins: list[Any], los: list, his: list) -> list:
     lo = los[0]
     x = _objects(ins[0])
-    bounds = [None if len(ins) <= k or ins[k] is None else int(np.asarray(ins[k]).ravel()[0]) for k in (1, 2)]
-    for k, b in zip((1, 2), bounds):
-        if b is not None and any(is_var(e) for e in np.ravel(ins[k])):
-            raise UnsupportedError(f"node {node.name!r}: Clip with a variable bound")
+    given = [None if len(ins) <= k or ins[k] is None else _objects(ins[k]).ravel() for k in (1, 2)]
+    if any(v is not None and any(is_var(e) for e in v) for v in given):
+        raise UnsupportedError(f"node {node.name!r}: Clip with a variable bound")
+    bounds = [None if v is None else int(v[0]) for v in given]
     out = np.empty(lo.shape, object)
     for idx in np.ndindex(lo.shape):
         e = x[idx]
         if not is_var(e):
-            out[idx] = int(lo[idx])
+            lo_e = int(e) if bounds[0] is None else max(int(e), bounds[0])
+            out[idx] = lo_e if bounds[1] is None else min(lo_e, bounds[1])
             continue
         elo, ehi = g.domain(e)
         if bounds[0] is not None and elo < bounds[0]:
