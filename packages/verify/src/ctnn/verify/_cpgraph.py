@@ -40,9 +40,12 @@ STRUCTURAL = frozenset({"Identity", "Reshape", "Squeeze", "Unsqueeze", "Slice", 
 #: the most elements a ``ReduceSum`` input may have (its coefficients are found per element)
 MAX_REDUCE = 4096
 
-Rule = Callable[["GraphModel", Any, dict[str, Any], list[Any], np.ndarray, np.ndarray], np.ndarray]
+Rule = Callable[
+    ["GraphModel", Any, dict[str, Any], list[Any], list[np.ndarray], list[np.ndarray]], list[np.ndarray]
+]
 
-#: op type -> CP-SAT rule: ``(graph, node, attrs, inputs, lo, hi) -> exact output elements``
+#: op type -> CP-SAT rule: ``(graph, node, attrs, inputs, los, his) -> exact elements of each output``
+#: (``los``/``his``: each output's exact bounds)
 CP_OPS: dict[str, Rule] = {}
 
 
@@ -65,6 +68,13 @@ def is_var(v: Any) -> bool:
 def _objects(a: Any) -> np.ndarray:
     """A tensor's elements as an object array (variables stay, constants become ints)."""
     return np.asarray(a, dtype=object) if isinstance(a, np.ndarray) and a.dtype == object else _ints(a)
+
+
+def _affine(terms: Iterable[tuple[int, Any]]) -> tuple[int, list[Any], list[int]]:
+    """``sum(c * v)`` split into its constant part and its variables with their (nonzero) coefficients."""
+    terms = [(int(c), v) for c, v in terms if int(c)]
+    const = sum(c * int(v) for c, v in terms if not is_var(v))
+    return const, [v for _, v in terms if is_var(v)], [c for c, v in terms if is_var(v)]
 
 
 def _ints(a: Any) -> np.ndarray:
@@ -132,18 +142,15 @@ class GraphModel:
 
     def linear(self, terms: Iterable[tuple[int, Any]], const: int, lo: int, hi: int) -> Any:
         """``const + sum(c * v)``, known to lie in ``[lo, hi]``, as one element."""
-        terms = [(int(c), v) for c, v in terms if c]
-        const += sum(c * int(v) for c, v in terms if not is_var(v))
-        terms = [(c, v) for c, v in terms if is_var(v)]
-        if not terms:
+        fixed, xs, cs = _affine(terms)
+        const += fixed
+        if not xs:
             return int(const)
-        if len(terms) == 1 and terms[0][0] == 1 and const == 0:
-            return terms[0][1]
+        if cs == [1] and const == 0:
+            return xs[0]
         out = self.var(lo, hi)
         if is_var(out):
-            self.model.add(
-                out == cp_model.LinearExpr.weighted_sum([v for _, v in terms], [c for c, _ in terms]) + const
-            )
+            self.model.add(out == cp_model.LinearExpr.weighted_sum(xs, cs) + const)
         return out
 
     def constant(self, value: int) -> Any:
@@ -181,20 +188,17 @@ class GraphModel:
     # -- conditions -------------------------------------------------------------------------
     def le(self, terms: Iterable[tuple[int, Any]], bound: int) -> Any:
         """The literal ``sum(c * v) <= bound`` (a bool where the bounds decide it)."""
-        terms = [(int(c), v) for c, v in terms if int(c)]
-        if any(abs(c) >= LIMIT for c, _ in terms):
-            raise UnsupportedError(
-                f"a coefficient of {max(abs(c) for c, _ in terms)} is beyond CP-SAT's integers"
-            )
-        lo = sum(c * self.domain(v)[0 if c > 0 else 1] for c, v in terms)
-        hi = sum(c * self.domain(v)[1 if c > 0 else 0] for c, v in terms)
+        fixed, xs, cs = _affine(terms)
+        if any(abs(c) >= LIMIT for c in cs):
+            raise UnsupportedError(f"a coefficient of {max(abs(c) for c in cs)} is beyond CP-SAT's integers")
+        bound -= fixed
+        lo = sum(c * self.domain(v)[0 if c > 0 else 1] for c, v in zip(cs, xs))
+        hi = sum(c * self.domain(v)[1 if c > 0 else 0] for c, v in zip(cs, xs))
         if hi <= bound:
             return True
         if lo > bound:
             return False
-        bound -= sum(c * int(v) for c, v in terms if not is_var(v))
-        terms = [(c, v) for c, v in terms if is_var(v)]
-        expr = cp_model.LinearExpr.weighted_sum([v for _, v in terms], [c for c, _ in terms])
+        expr = cp_model.LinearExpr.weighted_sum(xs, cs)
         lit = self.model.new_bool_var("le")
         self.model.add(expr <= int(bound)).only_enforce_if(lit)
         self.model.add(expr >= int(bound) + 1).only_enforce_if(~lit)
