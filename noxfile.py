@@ -146,7 +146,7 @@ def bench_quant(session: nox.Session) -> None:
 
 @nox.session(python=PY, name="bench-verify")
 def bench_verify(session: nox.Session) -> None:
-    """ctnn-verify benchmarks: MNIST 784-64-32-10 (ε = 1..4), optimized vs naive, z3 vs bitwuzla, digits 8/6/4 bits.
+    """ctnn-verify benchmarks: MNIST 784-64-32-10 (ε = 1..4), optimized vs naive, solvers, digits 8/6/4 bits, targeted, argmax.
 
     Trains and caches the models (torch), writes benchmarks/verify/results.json and docs/results/verify.md;
     arguments go to bench_verify.py, e.g. `-- --suite mnist --eps 1 2 --samples 20 --render`.

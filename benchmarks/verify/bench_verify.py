@@ -26,6 +26,13 @@ can be resumed or extended with more samples/eps later):
                    a child process killed at the deadline, whatever their size: where the child's start-up
                    costs more than the overrun it prevents.
 * ``digits``    -- MLP 64-32-10 on scikit-learn's digits at 8, 6 and 4 bits, ε = 1..4.
+* ``targeted``  -- targeted attacks on the ``mnist`` images: is any input in the box classified as
+                   the image's runner-up class? The default stages against the peer without branch
+                   and bound (``bab=False``: bounds, attack, then the exact stage on the whole
+                   property), each going first on every other query.
+* ``argmax``    -- argmax equivalence of ``mnist`` and ``mnist-ibp`` in the box around each image:
+                   the default (each network first asked to keep one class, by robustness queries)
+                   against the peer with ``bab=False`` (the product graph alone).
 
     python benchmarks/verify/bench_verify.py --suite mnist --eps 1 2 --samples 20
     python benchmarks/verify/bench_verify.py --render      # docs/results/verify.md
@@ -81,16 +88,23 @@ def _save(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
-def _query(net, x, label, eps, timeout, **kw) -> dict:
-    from ctnn.verify import verify_robustness
+def _query(net, x, label, eps, timeout, target: int | None = None, other=None, **kw) -> dict:
+    """One robustness query (``label``); a targeted one where ``target`` is given; argmax
+    equivalence with the network ``other`` where that is given."""
+    from ctnn.verify import verify_argmax_equivalence, verify_robustness, verify_targeted
 
     t = time.perf_counter()
-    r = verify_robustness(net, x, eps, label=label, timeout_s=timeout, **kw)
+    if other is not None:
+        r = verify_argmax_equivalence(net, other, x, eps, timeout_s=timeout, **kw)
+    elif target is None:
+        r = verify_robustness(net, x, eps, label=label, timeout_s=timeout, **kw)
+    else:
+        r = verify_targeted(net, x, eps, target=target, timeout_s=timeout, **kw)
     wall = time.perf_counter() - t
     return {"verdict": r.verdict, "method": r.method, "time_s": round(wall, 3),
-            "solver_time_s": round(r.solver_time_s, 3), "reason": r.reason,
+            "solver_time_s": round(getattr(r, "solver_time_s", 0.0), 3), "reason": r.reason,
             "goals": r.stats.get("goals"), "open_goals": r.stats.get("open_goals", 0),
-            "solver_calls": r.stats.get("solver_calls", 0), "counterexample_label": r.counterexample_label,
+            "solver_calls": r.stats.get("solver_calls", 0), "counterexample_label": getattr(r, "counterexample_label", None),
             "elements": r.stats.get("symbolic_elements"), "translate_s": r.stats.get("translate_s"),
             "cp_variables": r.stats.get("cp_variables")}  # fmt: skip
 
@@ -219,6 +233,28 @@ def run_suite(suite: str, args: argparse.Namespace, data: dict) -> None:
                            interval=False, solver=args.solver)  # fmt: skip
                 finally:
                     verifier.ISOLATE_ELEMENTS = ISOLATE_ELEMENTS
+    if (
+        suite == "targeted" and args.samples
+    ):  # each image's runner-up class, with and without branch and bound
+        net, X, y, pred = _samples("mnist", args.samples)
+        for eps in args.eps:
+            for k, i in enumerate(range(args.first, len(X))):
+                if pred[i] != y[i]:
+                    continue
+                target = int(np.argsort(-net.outputs(X[i : i + 1])[0], kind="stable")[1])
+                ways = (("default", True), ("whole", False))
+                for way, bab in ways if k % 2 == 0 else ways[::-1]:  # each goes first half the time
+                    record(f"targeted/{way}/mnist/{i}/{eps}", net, X[i], None, eps, args.timeout, target=target,
+                           solver=args.solver, bab=bab)  # fmt: skip
+    if suite == "argmax" and args.samples:  # mnist and mnist-ibp agree near each image? with and without
+        net, X, y, pred = _samples("mnist", args.samples)  # the robustness queries first
+        other, *_ = _samples("mnist-ibp", 1)
+        for eps in args.eps:
+            for k, i in enumerate(range(args.first, len(X))):
+                ways = (("default", True), ("whole", False))
+                for way, bab in ways if k % 2 == 0 else ways[::-1]:
+                    record(f"argmax/{way}/mnist/{i}/{eps}", net, X[i], None, eps, args.timeout, other=other,
+                           solver=args.solver, bab=bab)  # fmt: skip
     if suite in ("digits", "solvers", "encodings") and args.samples:
         for bits in (8, 6, 4) if suite == "digits" else (8,):
             name = f"digits-{bits}"
@@ -337,6 +373,56 @@ def _isolation_table(rows: dict[str, dict]) -> list[str]:
     if not pairs:
         out.append("| not run | | | | | | | |")
     return out
+
+
+def _ways_table(rows: dict[str, dict], title: str, text: str, verdicts: tuple[str, str]) -> list[str]:
+    """The same queries run two ways (rows ``default/...`` and ``whole/...``), a row per ε:
+    ``verdicts`` names the proof and the witness verdicts."""
+    names = " / ".join((*verdicts, "timeout"))
+    out = ["", title, "", text, "",
+           f"| ε | queries | default: {names} | whole: {names} "
+           "| default median s | whole median s | default max s | whole max s | disagree |",
+           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    # (ε, default's row, whole's row) of each query run both ways
+    pairs = [(int(k.split("/")[-1]), v, rows.get("whole/" + k.split("/", 1)[1]))
+             for k, v in rows.items() if k.startswith("default/")]  # fmt: skip
+    pairs = [p for p in pairs if p[2]]
+    for eps in sorted({p[0] for p in pairs}):
+        band = [(a, b) for e, a, b in pairs if e == eps]
+        counts = [" / ".join(str(sum(r["verdict"] == v for r in side)) for v in (*verdicts, "unknown"))
+                  for side in zip(*band)]  # fmt: skip
+        ta, tb = [a["time_s"] for a, _ in band], [b["time_s"] for _, b in band]
+        dis = sum({a["verdict"], b["verdict"]} == set(verdicts) for a, b in band)
+        out.append(f"| {eps} | {len(band)} | {counts[0]} | {counts[1]} | {_med(ta)} | {_med(tb)} | {max(ta):.2f} "
+                   f"| {max(tb):.2f} | {dis} |")  # fmt: skip
+    if not pairs:
+        out.append("| – | not run | | | | | | | |")
+    return out
+
+
+def _relational_tables(q: dict) -> list[str]:
+    """Targeted attacks and argmax equivalence on MNIST, each with and without branch and bound."""
+    both = ("The same query both ways in one run, each going first on every other query; a timeout counts "
+            "as its limit.")  # fmt: skip
+    return _ways_table(
+        _rows(q, "targeted/"), "## Targeted attacks on MNIST (each image's runner-up class)",
+        "`verify_targeted(model, x, eps, target)` on the `mnist` network and the first images of the MNIST "
+        "table above (those it classifies correctly), the target "
+        "being the class the image's output puts second: is any input of the box classified as it? "
+        "*default*: on this MLP, branch and bound first proves a margin (the target cannot win where "
+        "the class closest to beating it everywhere always does; the class by the linear bounds), for "
+        "half of the time the bounds and the attack leave, then the exact stage on the whole property. "
+        "*whole*: the peer without branch and bound (`bab=False`): bounds, attack, then CP-SAT on the "
+        "whole graph and property. " + both, ("robust", "vulnerable"),
+    ) + _ways_table(
+        _rows(q, "argmax/"), "## Argmax equivalence on MNIST (`mnist` and `mnist-ibp`)",
+        "`verify_argmax_equivalence(mnist, mnist_ibp, x, eps)`: do the plainly trained network and the one "
+        "trained by interval bound propagation predict the same class everywhere in the box around each "
+        "of the first images of the MNIST table above? *default*: each network is first asked to keep the class `mnist` gives the box's centre "
+        "(two robustness queries with branch and bound, in at most half the time), then the product graph "
+        "of the two decides in the time left. *whole*: the peer with `bab=False`, the product graph alone "
+        "(bounds, attack, CP-SAT on the whole graph). " + both, ("equivalent", "different"),
+    )  # fmt: skip
 
 
 def render(data: dict) -> str:
@@ -543,6 +629,7 @@ def render(data: dict) -> str:
                     + ", ".join(decided) + f"; the slowest query took {over:.1f} s."]  # fmt: skip
 
     out += _isolation_table(_rows(q, "isolation/"))
+    out += _relational_tables(q)
 
     # digits
     d = _rows(q, "digits/")
@@ -586,7 +673,7 @@ def render(data: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", choices=["mnist", "mnist-workers", "mnist-ibp", "encodings", "solvers", "isolation", "digits",
-                                       "all"],
+                                       "targeted", "argmax", "all"],
                    default=None, help="mnist-workers: the mnist suite's timeouts again with --workers")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="mnist-workers: processes per query (default 2)")
     p.add_argument("--eps", type=int, nargs="*", default=[1, 2, 3, 4])
@@ -630,7 +717,9 @@ def main(argv: list[str] | None = None) -> int:
         _save(args.out, data)
     if args.suite:
         suites = (
-            ["mnist", "mnist-ibp", "encodings", "solvers", "digits"] if args.suite == "all" else [args.suite]
+            ["mnist", "mnist-ibp", "encodings", "solvers", "digits", "targeted", "argmax"]
+            if args.suite == "all"
+            else [args.suite]
         )
         for s in suites:
             data["runs"].append({"suite": s, "eps": args.eps, "samples": args.samples, "timeout": args.timeout,

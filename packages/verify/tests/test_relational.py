@@ -57,7 +57,39 @@ def test_targeted_equals_enumeration(tiny_nets, kw):
                     assert np.all(blo <= cex) and np.all(cex <= bhi)
                     assert int(np.argmax(_run(model, cex[None])[0])) == target == r.counterexample_label
                 methods.add(r.method)
-    assert methods >= ({method_of(kw["solver"])} if kw else {"attack"})
+    # in the full pipeline, branch and bound's quick round comes before the attack on MLPs
+    assert methods >= ({method_of(kw["solver"])} if kw else {"bab"})
+
+
+def test_targeted_branch_and_bound_equals_enumeration():
+    """On MLPs a targeted query is first branch and bound on its opponent's margin: proved, the
+    target never wins; where the margin misses at inputs the target does not win at, that is no
+    witness, and the exact stage on the whole property decides."""
+    methods = set()
+    for seed in (*range(6), 14, 18):
+        sizes = [[3, 4, 3], [2, 3, 2], [3, 5, 4, 3], [4, 3, 3], [3, 6, 4]][seed % 5]
+        bits = 3 + seed % 2
+        model = random_integer_mlp(sizes, weight_bits=4, act_bits=4, in_bits=bits, seed=seed).to_onnx()
+        lo, hi = in_range(bits)
+        x0 = np.random.default_rng(seed).integers(lo, hi + 1, size=sizes[0])
+        for eps in (1, 2, 3):
+            blo, bhi = box_of(x0, eps, lo, hi)
+            pred = np.argmax(_run(model, enumerate_box(blo, bhi)), axis=1)
+            for target in range(sizes[-1]):
+                r = verify_targeted(model, x0, eps, target, input_range=(lo, hi), attack=False)
+                assert r.verdict == ("vulnerable" if np.any(pred == target) else "robust"), (
+                    seed,
+                    eps,
+                    target,
+                    r,
+                )
+                if r.vulnerable:
+                    assert int(np.argmax(_run(model, np.array(r.counterexample)[None])[0])) == target
+                if r.method != "interval":
+                    assert "bab_s" in r.stats, r  # branch and bound ran first
+                methods.add((r.method, r.verdict))
+    # proofs and witnesses of branch and bound, and proofs only the whole property gives
+    assert methods >= {("bab", "robust"), ("bab", "vulnerable"), ("cpsat", "robust")}
 
 
 def _bias_truth(model, n, sens, values, lo, hi):
@@ -143,6 +175,32 @@ def test_equivalence_equals_enumeration(kw):
         if not r.equivalent:
             x = np.array(r.counterexample)
             assert np.argmax(_run(a, x[None])[0]) != np.argmax(_run(b, x[None])[0])
+
+
+def test_argmax_equivalence_by_kept_class_equals_enumeration():
+    """Two MLPs that each keep one class over the box agree everywhere: the proof by two robustness
+    queries, and the product graph where either class moves (for a graph and itself, together)."""
+    ways = set()
+    for seed in (*range(8), 19, 22):  # 19 and 22: the first graph keeps its class, the second does not
+        sizes = [[3, 4, 2], [2, 3, 3], [3, 3, 2], [4, 5, 3]][seed % 4]
+        a, b = (
+            random_integer_mlp(sizes, weight_bits=4, act_bits=k, in_bits=3, seed=seed).to_onnx()
+            for k in (4, 3)
+        )
+        lo, hi = in_range(3)
+        x0 = np.random.default_rng(seed).integers(lo, hi + 1, size=sizes[0])
+        for other, eps in itertools.product((a, b), (1, 3)):
+            blo, bhi = box_of(x0, eps, lo, hi)
+            xs = enumerate_box(blo, bhi)
+            same = np.argmax(_run(a, xs), 1) == np.argmax(_run(other, xs), 1)
+            # the attack off: a box this small is otherwise enumerated
+            r = verify_argmax_equivalence(a, other, x0, eps, input_range=(lo, hi), attack=False)
+            assert r.verdict == ("equivalent" if same.all() else "different"), (seed, eps, r)
+            if not r.equivalent:
+                x = np.array(r.counterexample)
+                assert np.argmax(_run(a, x[None])[0]) != np.argmax(_run(other, x[None])[0])
+            ways.add((r.verdict, "kept_class" in r.stats))
+    assert ways >= {("equivalent", True), ("equivalent", False), ("different", False)}
 
 
 def test_equivalence_in_real_units():

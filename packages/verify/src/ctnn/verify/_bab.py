@@ -680,7 +680,9 @@ class _Search:
             else ("unknown", None)
         )
         if r == "sat":  # solve_margin ran it on the reference: the margin misses there
-            return x, lp_low, None
+            if self.violated(b.forward(x[None]))[0]:
+                return x, lp_low, None
+            r = "unknown"  # and the property holds (a targeted query's opponent): not provable here
         self.stuck = self.stuck or r == "unknown"
         return None, lp_low, None
 
@@ -781,7 +783,10 @@ def prove_robustness(net: Any, dtypes: dict[str, np.dtype], interval: dict[str, 
 
     Returns the classes proved unable to win, a witness input (or None) and stats; None when
     the graph is not MLP-shaped or too wide to tabulate. Ties go to the lower index, as in
-    the property: a class below ``label`` must stay strictly below it.
+    the property: a class below ``label`` must stay strictly below it. A witness is an input
+    whose output ``violated`` (the property's check): where a margin misses at an input the
+    property holds at (a targeted query's, whose ``label`` is only its opponent), that
+    margin stays open.
     """
     layers = layers_of(net, dtypes)
     if layers is None:
@@ -818,7 +823,7 @@ def prove_robustness(net: Any, dtypes: dict[str, np.dtype], interval: dict[str, 
         verdicts, x, _ = solve_margins(bounds, label, pending, deadline - now, workers)
         stats["cpsat_s"] += time.perf_counter() - now
         stats["cpsat_classes"] += sum(v != "unknown" for v in verdicts.values())
-        if x is not None:
+        if x is not None and violated(bounds.forward(x[None]))[0]:
             stats["witness_by"] = "cpsat"
             return proved, x, stats
         proved.update(j for j, v in verdicts.items() if v == "unsat")

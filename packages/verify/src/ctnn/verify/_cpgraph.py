@@ -30,6 +30,7 @@ from ._errors import UnsupportedError, check_deadline
 from ._interval import Bounds
 from ._network import Network
 from ._properties import fold
+from ._registry import registrar
 
 #: the most a value may reach: CP-SAT's integers are int64, and its linear sums need headroom
 LIMIT = 2**53
@@ -49,15 +50,7 @@ Rule = Callable[
 CP_OPS: dict[str, Rule] = {}
 
 
-def register_cp(*ops: str) -> Callable[[Rule], Rule]:
-    """Register a CP-SAT encoding for ``ops``."""
-
-    def deco(fn: Rule) -> Rule:
-        for op in ops:
-            CP_OPS[op] = fn
-        return fn
-
-    return deco
+register_cp = registrar(CP_OPS, "CP-SAT encoding")
 
 
 def is_var(v: Any) -> bool:

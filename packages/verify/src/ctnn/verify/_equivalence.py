@@ -25,14 +25,19 @@ import numpy as np
 from ctnn.quant import read_sidecar, sidecar_path
 
 from ._errors import BoxError, UnsupportedError, check_timeout
+from ._layered import layers_of
 from ._network import ModelLike, Network, as_network
 from ._product import n_outputs
-from ._properties import ArgmaxAgreement, OutputGap
-from ._relational import Pairing, check_output, decide_boxes, input_box, max_gap
-from ._result import EquivalenceResult, GapResult
+from ._properties import ArgmaxAgreement, LocalRobustness, OutputGap
+from ._relational import Pairing, check_output, decide_boxes, enumerated, input_box, max_gap
+from ._result import EquivalenceResult, GapResult, VerificationResult
 from ._stages import Deadline, Stages
+from ._verify import BAB_SHARE, _Query
 
 UNITS = ("codes", "real")
+#: argmax equivalence of two MLPs: the share of the time for proving that each keeps one class
+#: over the whole box (then they agree everywhere), before the product graph gets what is left
+KEEP_CLASS_SHARE = 0.5
 
 
 def _networks(
@@ -170,8 +175,15 @@ def verify_argmax_equivalence(
     encoding: str = "optimized",
     seed: int = 0,
     solver: str = "auto",
+    bab: bool = True,
 ) -> EquivalenceResult:
     """Do both graphs predict the same class (numpy argmax, ties to the lowest index) everywhere in the box?
+
+    Where both graphs are MLP-shaped (and the box too large to enumerate), each is first asked
+    whether it keeps one class, the one ``model_a`` gives the box's centre, over the whole box:
+    two robustness queries with branch and bound (``bab``), in at most
+    :data:`KEEP_CLASS_SHARE` of the time. Two robust verdicts prove the graphs agree
+    (``stats["kept_class"]``); otherwise the product graph of the two decides in the time left.
 
     >>> from ctnn.quant import random_integer_mlp
     >>> from ctnn.verify import verify_argmax_equivalence
@@ -180,10 +192,47 @@ def verify_argmax_equivalence(
     True
     """
     deadline = Deadline(check_timeout(timeout_s))
-    stages = Stages(attack, interval, encoding, seed, solver)
+    stages = Stages(attack, interval, encoding, seed, solver, BAB_SHARE if bab else 0.0)
     pairing, boxes, _, _ = _product(model_a, model_b, input_range, x_codes, eps, box)
-    r, runs = decide_boxes(pairing, ArgmaxAgreement(pairing.m), boxes, stages, deadline)
+    r = _both_keep_class(pairing, *boxes[0][:2], stages, deadline)
+    runs = None
+    if r is None:
+        r, runs = decide_boxes(pairing, ArgmaxAgreement(pairing.m), boxes, stages, deadline)
     return _result(r, runs, "argmax", 0.0, "codes", 1, pairing, None, deadline)
+
+
+def _both_keep_class(
+    pairing: Pairing, lo: np.ndarray, hi: np.ndarray, stages: Stages, deadline: Deadline
+) -> VerificationResult | None:
+    """Argmax equivalence proved as two robustness queries: where both MLPs keep the class that
+    ``A`` gives the box's centre over the whole box, they agree everywhere. Each gets at most its
+    half of :data:`KEEP_CLASS_SHARE` of the time, with branch and bound; a robust verdict from
+    each is the proof (the robustness verdicts' own checks stand behind it).
+
+    None (the product graph decides) for a graph that is not MLP-shaped, a box small enough to
+    enumerate, or a graph that is not proved to keep the class: a robustness witness need not be
+    one for equivalence, where both graphs may change class together.
+    """
+    if not stages.interval or stages.bab <= 0 or enumerated(lo, hi, stages):
+        return None
+    nets = (pairing.a, pairing.b)
+    x0 = lo + (hi - lo) // 2
+    c = int(np.argmax(nets[0].outputs(x0[None])[0]))
+    queries = [_Query(net, LocalRobustness(c), x0, lo, hi) for net in nets]
+    if any(layers_of(q.net, q.dtypes) is None for q in queries):
+        return None
+    budget = KEEP_CLASS_SHARE * deadline.left() / 2
+    results = []
+    for q in queries:
+        r = stages.decide(q, eps=None, deadline=deadline.within(budget))
+        if r.verdict != "robust":
+            return None
+        results.append(r)
+    # the method that decided the harder of the two
+    method = max((r.method for r in results), key=("interval", "bab", "cpsat", "smt").index)
+    stats = {"kept_class": c, "kept_class_methods": [r.method for r in results]}
+    return VerificationResult("robust", label=-1, eps=None, property=ArgmaxAgreement.name, method=method,
+                              total_time_s=deadline.elapsed(), stats=stats)  # fmt: skip
 
 
 def max_difference(

@@ -24,6 +24,7 @@ from onnx import TensorProto
 from ctnn.quant import REFERENCE_OPS
 
 from ._errors import UnsupportedError, check_deadline
+from ._registry import registrar
 
 _BIG = 1 << 62
 
@@ -60,15 +61,7 @@ IntervalRule = Callable[[list[Bounds | None], dict[str, Any]], list[tuple[np.nda
 INTERVAL_RULES: dict[str, IntervalRule] = {}
 
 
-def register_interval(*names: str) -> Callable[[IntervalRule], IntervalRule]:
-    """Register the interval rule of one or more ONNX ops."""
-
-    def deco(fn: IntervalRule) -> IntervalRule:
-        for n in names:
-            INTERVAL_RULES[n] = fn
-        return fn
-
-    return deco
+register_interval = registrar(INTERVAL_RULES, "interval rule")
 
 
 def _mag(*arrays: np.ndarray) -> int:

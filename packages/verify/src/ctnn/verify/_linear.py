@@ -28,6 +28,7 @@ from ctnn.quant import REFERENCE_OPS
 
 from ._chains import ELEMENTWISE, MOVES, ROOT, Rec, const, tabulate
 from ._interval import Bounds, reduce_axes
+from ._registry import registrar
 
 _LIMIT = float(1 << 62)
 
@@ -108,15 +109,7 @@ LinearRule = Callable[[list["Forms | None"], list["np.ndarray | None"], dict[str
 LINEAR_RULES: dict[str, LinearRule] = {}
 
 
-def register_linear(*names: str) -> Callable[[LinearRule], LinearRule]:
-    """Register the affine-form rule of one or more ONNX ops."""
-
-    def deco(fn: LinearRule) -> LinearRule:
-        for n in names:
-            LINEAR_RULES[n] = fn
-        return fn
-
-    return deco
+register_linear = registrar(LINEAR_RULES, "affine-form rule")
 
 
 def _matmul_forms(a: Forms, b: np.ndarray) -> Forms:

@@ -186,11 +186,14 @@ class TargetedAttack(Property):
             -np.floor(reach(forms, t, j, xlo, xhi)) > _beats(j, t) for j in range(len(forms.Lc)) if j != t
         )
 
-    def split_weights(self, forms, xlo, xhi):
+    def opponent(self, forms: Any, xlo: np.ndarray, xhi: np.ndarray) -> int:
+        """The class closest to beating the target everywhere in the box: the least most that
+        ``y[target] - y[j]`` can be, by the outputs' affine forms."""
         t = self.label
-        # the class closest to beating the target everywhere
-        j = min((reach(forms, t, j, xlo, xhi), j) for j in range(len(forms.Lc)) if j != t)[1]
-        return np.abs(forms.UA[t] - forms.LA[j])
+        return min((reach(forms, t, j, xlo, xhi), j) for j in range(len(forms.Lc)) if j != t)[1]
+
+    def split_weights(self, forms, xlo, xhi):
+        return np.abs(forms.UA[self.label] - forms.LA[self.opponent(forms, xlo, xhi)])
 
     def score(self, y):
         y = np.asarray(y, np.int64)

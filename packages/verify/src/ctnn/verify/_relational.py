@@ -163,6 +163,12 @@ class Pairing:
         return outs[0], outs[1]
 
 
+def enumerated(lo: np.ndarray, hi: np.ndarray, stages: Stages) -> bool:
+    """Whether :func:`decide_boxes` decides the box by running every point of it: at most
+    :data:`ENUMERATE_MAX` points, with the attack on."""
+    return stages.attack and np.log2((hi - lo + 1).astype(float)).sum() <= np.log2(ENUMERATE_MAX)
+
+
 def decide_boxes(
     pairing: Pairing,
     prop: Property,
@@ -181,7 +187,7 @@ def decide_boxes(
         if k and deadline.left() <= 0:
             # the first box always runs its cheap stages; later ones would only overrun the deadline
             return _timed_out(prop, deadline, f"timeout before box {k + 1} of {len(boxes)}"), None
-        if stages.attack and np.log2((hi - lo + 1).astype(float)).sum() <= np.log2(ENUMERATE_MAX):
+        if enumerated(lo, hi, stages):
             r = _enumerate(pairing, prop, lo, hi, deadline)
         else:
             # a floor: the cheap stages may still decide when the time is all but gone

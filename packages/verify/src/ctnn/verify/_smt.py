@@ -24,6 +24,7 @@ from ctnn.quant import REFERENCE_OPS
 from ._bv import Sym, as_bool, bv, bvval, compare, is_sym, scaled, select, sge, step_chain, width
 from ._errors import UnsupportedError
 from ._interval import Bounds, reduce_axes
+from ._registry import registrar
 
 
 @dataclass
@@ -160,15 +161,7 @@ SmtRule = Callable[[NodeCtx, list[np.ndarray | None]], list[np.ndarray]]
 SMT_OPS: dict[str, SmtRule] = {}
 
 
-def register_smt(*names: str) -> Callable[[SmtRule], SmtRule]:
-    """Register the z3 encoding of one or more ONNX ops."""
-
-    def deco(fn: SmtRule) -> SmtRule:
-        for n in names:
-            SMT_OPS[n] = fn
-        return fn
-
-    return deco
+register_smt = registrar(SMT_OPS, "z3 encoding")
 
 
 def obj(a: np.ndarray) -> np.ndarray:

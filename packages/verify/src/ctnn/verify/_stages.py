@@ -1,7 +1,7 @@
 """What every property's entry point hands the decision procedure: its stage options and one deadline.
 
 :class:`Stages` holds the switches the entry points share (attack, interval pass, encoding, seed,
-solver), so each passes one object instead of repeating them; :class:`Deadline` is the one time
+solver, branch and bound), so each passes one object instead of repeating them; :class:`Deadline` is the one time
 limit of a whole query or search, from which every inner query takes what is left.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from ._encoder import ENCODINGS
 from ._result import VerificationResult
-from ._verify import _decide, _Query
+from ._verify import BAB_SHARE, _decide, _Query
 
 
 class Deadline:
@@ -47,6 +47,8 @@ class Stages:
     encoding: str = "optimized"
     seed: int = 0
     solver: str = "auto"
+    #: branch and bound's share where the property has margins for it (robustness, targeted)
+    bab: float = BAB_SHARE
 
     def __post_init__(self) -> None:
         # checked here too: a relational query on a small box is enumerated and never reaches _decide

@@ -20,7 +20,7 @@ from ._errors import EpsError, OutOfTime, SampleError, UnsupportedError, VerifyE
 from ._interval import Bounds, interval_pass
 from ._linear import Forms, max_of
 from ._network import ModelLike, Network, as_network
-from ._properties import LocalRobustness, Property
+from ._properties import LocalRobustness, Property, TargetedAttack
 from ._replay import replay
 from ._result import VerificationResult
 from ._split import split_search
@@ -34,6 +34,10 @@ BAB_SHARE = 0.95
 #: most of 0.5.2's 25 MNIST timeouts (CHANGELOG 0.6.0); 5% (0.6.3, measured) decided 84/4 and
 #: 94/4 but lost 19/4 and 79/4, whose counterexamples only branch and bound finds
 EXACT_SHARE = 0.85
+#: a targeted query's share for branch and bound (then CP-SAT) on its opponent's margin: the
+#: rest goes to the exact stage on the whole property, which decides where no one class
+#: always beats the target
+TARGETED_BAB_SHARE = 0.5
 #: the attack's budget where branch and bound runs (which tries corners of every branch): on
 #: those queries, with 2 s, the attack found none of the 63 counterexamples; branch and bound all
 ATTACK_S_BAB = 0.5
@@ -132,25 +136,37 @@ class _Query:
             self.bound()
         return self._bounds
 
+    def forms(self) -> Forms | None:
+        """The output's affine forms in the inputs (flat), if the pass kept them."""
+        if self.linear is None:
+            return None
+        f = self.linear.ensure(self.net.output_name)
+        n = self.linear.n
+        return Forms(f.LA.reshape(-1, n), f.Lc.ravel(), f.UA.reshape(-1, n), f.Uc.ravel())
+
     def proved_by_bounds(self) -> bool:
         out = self.bounds[self.net.output_name]
         if self.prop.proved_by_bounds(out.lo.ravel(), out.hi.ravel()):
             return True
-        if self.linear is None:
-            return False
-        f = self.linear.ensure(self.net.output_name)
-        n = self.linear.n
-        forms = Forms(f.LA.reshape(-1, n), f.Lc.ravel(), f.UA.reshape(-1, n), f.Uc.ravel())
-        return self.prop.proved_by_forms(forms, self.linear.xlo, self.linear.xhi)
+        forms = self.forms()
+        return forms is not None and self.prop.proved_by_forms(forms, self.linear.xlo, self.linear.xhi)
+
+    def bab_margins(self) -> tuple[int, list[int]] | None:
+        """The margins ``y[c] - y[j]`` whose proof for every ``j`` listed proves the property,
+        as ``(c, [j, ...])``, for branch and bound: robustness's label against every other
+        class; a targeted query's opponent (:meth:`~._properties.TargetedAttack.opponent`)
+        against the target, which cannot win where that class always beats it."""
+        if isinstance(self.prop, LocalRobustness):
+            return self.prop.label, [j for j in range(len(self.y0)) if j != self.prop.label]
+        forms = self.forms()
+        if isinstance(self.prop, TargetedAttack) and forms is not None:
+            return self.prop.opponent(forms, self.linear.xlo, self.linear.xhi), [self.prop.label]
+        return None
 
     def split_weights(self) -> np.ndarray:
         """How much each input weighs on the property's worst margin (the widest input without forms)."""
-        w = None
-        if self.linear is not None:
-            f = self.linear.ensure(self.net.output_name)
-            n = self.linear.n
-            forms = Forms(f.LA.reshape(-1, n), f.Lc.ravel(), f.UA.reshape(-1, n), f.Uc.ravel())
-            w = self.prop.split_weights(forms, self.linear.xlo, self.linear.xhi)
+        forms = self.forms()
+        w = None if forms is None else self.prop.split_weights(forms, self.linear.xlo, self.linear.xhi)
         width = (self.hi - self.lo).astype(float)
         return width if w is None else w * width
 
@@ -220,16 +236,19 @@ def _decide(
     if proved:
         return done("robust", "interval")
     layered = False
-    use_bab = interval and bab > 0 and isinstance(q.prop, LocalRobustness)
+    margins = q.bab_margins() if interval and bab > 0 else None
+    use_bab = margins is not None
+    robustness = isinstance(q.prop, LocalRobustness)
 
     def bab_round(deadline: float, exact: float = 0.0) -> VerificationResult | None:
         """Branch and bound on the classes still open, until ``deadline``; CP-SAT on what it
         leaves open, for the ``exact`` share of each class's time."""
         nonlocal layered
         t = time.perf_counter()
-        open_ = [j for j in others if j not in bab_proved]
-        got = prove_robustness(q.net, q.dtypes, q.bounds, q.lo, q.hi, q.prop.label, open_, deadline,
-                               q.prop.violated, workers, exact)  # fmt: skip
+        top, rivals = margins
+        open_ = [j for j in rivals if j not in bab_proved]
+        got = prove_robustness(q.net, q.dtypes, q.bounds, q.lo, q.hi, top, open_, deadline, q.prop.violated,
+                               workers, exact)  # fmt: skip
         if got is None:
             return None
         layered = True
@@ -241,7 +260,7 @@ def _decide(
         stats["bab_classes_proved"] = len(bab_proved)
         if x is not None:
             return witness(x, st["witness_by"])
-        if len(bab_proved) == len(others):
+        if bab_proved.issuperset(rivals):
             return done("robust", "cpsat" if stats["cpsat_classes"] else "bab")
         return None
 
@@ -258,7 +277,8 @@ def _decide(
             return witness(x, "attack")
     if use_bab and layered:
         t = time.perf_counter()
-        r = bab_round(t + bab * (timeout_s - (t - t0)), EXACT_SHARE)
+        share = bab if robustness else min(bab, TARGETED_BAB_SHARE)
+        r = bab_round(t + share * (timeout_s - (t - t0)), EXACT_SHARE)
         if r is not None:
             return r
     if interval and split > 0 and not layered:
@@ -273,7 +293,9 @@ def _decide(
     t = time.perf_counter()
     if t >= t0 + timeout_s:  # no time left to encode, let alone solve
         return out_of_time("smt")
-    if exact == "cpsat" or (exact == "auto" and not layered and encoding == "optimized"):
+    # robustness's SMT stage takes only the classes branch and bound left open; other properties
+    # are whole again after it
+    if exact == "cpsat" or (exact == "auto" and not (layered and robustness) and encoding == "optimized"):
         r = _graph_stage(
             q, t0 + timeout_s, workers, done, witness, out_of_time, stats, required=exact == "cpsat"
         )
