@@ -400,6 +400,27 @@ def _ways_table(rows: dict[str, dict], title: str, text: str, verdicts: tuple[st
     return out
 
 
+def _ways_summary(q: dict, runs: list[dict]) -> list[str]:
+    """The summary's line on the targeted and argmax suites (timeouts each way), if they ran."""
+    parts = []
+    limits = sorted({f"{r['timeout']:g} s" for r in runs if r["suite"] in ("targeted", "argmax")})
+    for suite, what in (("targeted", "targeted attacks (runner-up class)"), ("argmax", "argmax equivalence")):
+        rows = _rows(q, f"{suite}/")
+        pairs = [
+            (v, rows.get("whole/" + k.split("/", 1)[1])) for k, v in rows.items() if k.startswith("default/")
+        ]
+        pairs = [p for p in pairs if p[1]]
+        if pairs:
+            to = [sum(r["verdict"] == "unknown" for r in side) for side in zip(*pairs)]
+            parts.append(
+                f"{what}: {to[0]} timeouts of {len(pairs)} queries, against {to[1]} without branch and bound"
+            )
+    if not parts:
+        return []
+    return [f"- Other properties at MNIST scale (tables below, {' or '.join(limits)} per query): "
+            + "; ".join(parts) + "."]  # fmt: skip
+
+
 def _relational_tables(q: dict) -> list[str]:
     """Targeted attacks and argmax equivalence on MNIST, each with and without branch and bound."""
     both = ("The same query both ways in one run, each going first on every other query; a timeout counts "
@@ -455,6 +476,7 @@ def render(data: dict) -> str:
             f"once) and the SMT solver did not finish the rest in "
             f"the other {1 - BAB_SHARE:.0%}." + _workers_line(m, w, workers),
             *_ibp_summary(ibp),
+            *_ways_summary(q, runs),
             "- Optimized vs naive: two tables below. *The whole verifier vs the naive encoding* is the "
             "issue's target (≥ 100× faster median on the MNIST queries): the default stages against the "
             "encoding with every optimisation off. *Optimized vs naive encoding* isolates the SMT encoding "
