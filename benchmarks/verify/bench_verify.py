@@ -233,28 +233,20 @@ def run_suite(suite: str, args: argparse.Namespace, data: dict) -> None:
                            interval=False, solver=args.solver)  # fmt: skip
                 finally:
                     verifier.ISOLATE_ELEMENTS = ISOLATE_ELEMENTS
-    if (
-        suite == "targeted" and args.samples
-    ):  # each image's runner-up class, with and without branch and bound
+    if suite in ("targeted", "argmax") and args.samples:  # each query with and without branch and bound
         net, X, y, pred = _samples("mnist", args.samples)
+        other = _samples("mnist-ibp", 1)[0] if suite == "argmax" else None
+        ways = (("default", True), ("whole", False))
         for eps in args.eps:
             for k, i in enumerate(range(args.first, len(X))):
-                if pred[i] != y[i]:
-                    continue
-                target = int(np.argsort(-net.outputs(X[i : i + 1])[0], kind="stable")[1])
-                ways = (("default", True), ("whole", False))
+                kw: dict = {"other": other}
+                if suite == "targeted":  # the image's runner-up class, on the images classified right
+                    if pred[i] != y[i]:
+                        continue
+                    kw = {"target": int(np.argsort(-net.outputs(X[i : i + 1])[0], kind="stable")[1])}
                 for way, bab in ways if k % 2 == 0 else ways[::-1]:  # each goes first half the time
-                    record(f"targeted/{way}/mnist/{i}/{eps}", net, X[i], None, eps, args.timeout, target=target,
-                           solver=args.solver, bab=bab)  # fmt: skip
-    if suite == "argmax" and args.samples:  # mnist and mnist-ibp agree near each image? with and without
-        net, X, y, pred = _samples("mnist", args.samples)  # the robustness queries first
-        other, *_ = _samples("mnist-ibp", 1)
-        for eps in args.eps:
-            for k, i in enumerate(range(args.first, len(X))):
-                ways = (("default", True), ("whole", False))
-                for way, bab in ways if k % 2 == 0 else ways[::-1]:
-                    record(f"argmax/{way}/mnist/{i}/{eps}", net, X[i], None, eps, args.timeout, other=other,
-                           solver=args.solver, bab=bab)  # fmt: skip
+                    record(f"{suite}/{way}/mnist/{i}/{eps}", net, X[i], None, eps, args.timeout, solver=args.solver,
+                           bab=bab, **kw)  # fmt: skip
     if suite in ("digits", "solvers", "encodings") and args.samples:
         for bits in (8, 6, 4) if suite == "digits" else (8,):
             name = f"digits-{bits}"
@@ -375,6 +367,13 @@ def _isolation_table(rows: dict[str, dict]) -> list[str]:
     return out
 
 
+def _both_ways(rows: dict[str, dict]) -> list[tuple[int, dict, dict]]:
+    """(ε, default's row, whole's row) of each query run both ways."""
+    pairs = [(int(k.split("/")[-1]), v, rows.get("whole/" + k.split("/", 1)[1]))
+             for k, v in rows.items() if k.startswith("default/")]  # fmt: skip
+    return [p for p in pairs if p[2]]
+
+
 def _ways_table(rows: dict[str, dict], title: str, text: str, verdicts: tuple[str, str]) -> list[str]:
     """The same queries run two ways (rows ``default/...`` and ``whole/...``), a row per ε:
     ``verdicts`` names the proof and the witness verdicts."""
@@ -383,10 +382,7 @@ def _ways_table(rows: dict[str, dict], title: str, text: str, verdicts: tuple[st
            f"| ε | queries | default: {names} | whole: {names} "
            "| default median s | whole median s | default max s | whole max s | disagree |",
            "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    # (ε, default's row, whole's row) of each query run both ways
-    pairs = [(int(k.split("/")[-1]), v, rows.get("whole/" + k.split("/", 1)[1]))
-             for k, v in rows.items() if k.startswith("default/")]  # fmt: skip
-    pairs = [p for p in pairs if p[2]]
+    pairs = _both_ways(rows)
     for eps in sorted({p[0] for p in pairs}):
         band = [(a, b) for e, a, b in pairs if e == eps]
         counts = [" / ".join(str(sum(r["verdict"] == v for r in side)) for v in (*verdicts, "unknown"))
@@ -405,11 +401,7 @@ def _ways_summary(q: dict, runs: list[dict]) -> list[str]:
     parts = []
     limits = sorted({f"{r['timeout']:g} s" for r in runs if r["suite"] in ("targeted", "argmax")})
     for suite, what in (("targeted", "targeted attacks (runner-up class)"), ("argmax", "argmax equivalence")):
-        rows = _rows(q, f"{suite}/")
-        pairs = [
-            (v, rows.get("whole/" + k.split("/", 1)[1])) for k, v in rows.items() if k.startswith("default/")
-        ]
-        pairs = [p for p in pairs if p[1]]
+        pairs = [(a, b) for _, a, b in _both_ways(_rows(q, f"{suite}/"))]
         if pairs:
             to = [sum(r["verdict"] == "unknown" for r in side) for side in zip(*pairs)]
             parts.append(
@@ -439,8 +431,8 @@ def _relational_tables(q: dict) -> list[str]:
         _rows(q, "argmax/"), "## Argmax equivalence on MNIST (`mnist` and `mnist-ibp`)",
         "`verify_argmax_equivalence(mnist, mnist_ibp, x, eps)`: do the plainly trained network and the one "
         "trained by interval bound propagation predict the same class everywhere in the box around each "
-        "of the first images of the MNIST table above? *default*: each network is first asked to keep the class `mnist` gives the box's centre "
-        "(two robustness queries with branch and bound, in at most half the time), then the product graph "
+        "of the first images of the MNIST table above? *default*: each network is first asked to keep the "
+        "class `mnist` gives the box's centre (two robustness queries with branch and bound, in at most half the time), then the product graph "
         "of the two decides in the time left. *whole*: the peer with `bab=False`, the product graph alone "
         "(bounds, attack, CP-SAT on the whole graph). " + both, ("equivalent", "different"),
     )  # fmt: skip

@@ -32,7 +32,7 @@ from ._properties import ArgmaxAgreement, LocalRobustness, OutputGap
 from ._relational import Pairing, check_output, decide_boxes, enumerated, input_box, max_gap
 from ._result import EquivalenceResult, GapResult, VerificationResult
 from ._stages import Deadline, Stages
-from ._verify import BAB_SHARE, _Query
+from ._verify import _Query
 
 UNITS = ("codes", "real")
 #: argmax equivalence of two MLPs: the share of the time for proving that each keeps one class
@@ -192,7 +192,7 @@ def verify_argmax_equivalence(
     True
     """
     deadline = Deadline(check_timeout(timeout_s))
-    stages = Stages(attack, interval, encoding, seed, solver, BAB_SHARE if bab else 0.0)
+    stages = Stages(attack, interval, encoding, seed, solver, bab)
     pairing, boxes, _, _ = _product(model_a, model_b, input_range, x_codes, eps, box)
     r = _both_keep_class(pairing, *boxes[0][:2], stages, deadline)
     runs = None
@@ -213,7 +213,7 @@ def _both_keep_class(
     enumerate, or a graph that is not proved to keep the class: a robustness witness need not be
     one for equivalence, where both graphs may change class together.
     """
-    if not stages.interval or stages.bab <= 0 or enumerated(lo, hi, stages):
+    if not stages.interval or not stages.bab or enumerated(lo, hi, stages):
         return None
     nets = (pairing.a, pairing.b)
     x0 = lo + (hi - lo) // 2

@@ -1,8 +1,8 @@
 """What every property's entry point hands the decision procedure: its stage options and one deadline.
 
 :class:`Stages` holds the switches the entry points share (attack, interval pass, encoding, seed,
-solver, branch and bound), so each passes one object instead of repeating them; :class:`Deadline` is the one time
-limit of a whole query or search, from which every inner query takes what is left.
+solver, branch and bound), so each passes one object instead of repeating them; :class:`Deadline`
+is the one time limit of a whole query or search, from which every inner query takes what is left.
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ class Stages:
     encoding: str = "optimized"
     seed: int = 0
     solver: str = "auto"
-    #: branch and bound's share where the property has margins for it (robustness, targeted)
-    bab: float = BAB_SHARE
+    #: branch and bound where the property has margins for it (targeted attacks; argmax
+    #: equivalence's robustness queries), for :data:`~._verify.BAB_SHARE` of the time
+    bab: bool = True
 
     def __post_init__(self) -> None:
         # checked here too: a relational query on a small box is enumerated and never reaches _decide
@@ -57,4 +58,5 @@ class Stages:
 
     def decide(self, q: _Query, *, eps: Any, deadline: Deadline) -> VerificationResult:
         """Decide ``q`` by ``deadline``; the result's time counts from the deadline's start."""
-        return _decide(q, eps=eps, timeout_s=deadline.timeout_s, t0=deadline.t0, **asdict(self))
+        opts = {**asdict(self), "bab": BAB_SHARE if self.bab else 0.0}
+        return _decide(q, eps=eps, timeout_s=deadline.timeout_s, t0=deadline.t0, **opts)

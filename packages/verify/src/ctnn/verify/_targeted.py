@@ -11,7 +11,7 @@ from ._network import ModelLike, as_network
 from ._properties import TargetedAttack
 from ._result import VerificationResult
 from ._stages import Deadline, Stages
-from ._verify import BAB_SHARE, _Query, check_eps, check_sample
+from ._verify import _Query, check_eps, check_sample
 
 
 def verify_targeted(
@@ -52,7 +52,7 @@ def verify_targeted(
     True
     """
     deadline = Deadline(check_timeout(timeout_s))
-    stages = Stages(attack, interval, encoding, seed, solver, BAB_SHARE if bab else 0.0)
+    stages = Stages(attack, interval, encoding, seed, solver, bab)
     net = as_network(model, input_range)
     x0 = check_sample(net, x_codes)
     e = check_eps(eps, net.n_features)
