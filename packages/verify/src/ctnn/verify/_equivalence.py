@@ -252,10 +252,12 @@ def max_difference(
     encoding: str = "optimized",
     seed: int = 0,
     solver: str = "auto",
+    split: bool = True,
 ) -> GapResult:
-    """The largest ``|A_j(x) - B_j(x)|`` over the box, by binary search (a :class:`~ctnn.verify.GapResult`).
+    """The largest ``|A_j(x) - B_j(x)|`` over the box (a :class:`~ctnn.verify.GapResult`).
 
-    ``timeout_s`` bounds the whole search (see :func:`~ctnn.verify.verify_bias`): when it runs out,
+    Searched as :func:`~ctnn.verify.verify_bias` searches: input splitting (``split``), then a
+    binary search of exact queries. ``timeout_s`` bounds the whole search: when it runs out,
     ``[gap, bound]`` brackets the largest difference, ``gap`` attained by the replayed witness.
 
     >>> from ctnn.quant import random_integer_mlp
@@ -265,7 +267,7 @@ def max_difference(
     0
     """
     deadline = Deadline(check_timeout(timeout_s))
-    stages = Stages(attack, interval, encoding, seed, solver)
+    stages = Stages(attack, interval, encoding, seed, solver, split=split)
     pairing, boxes, _, d = _product(model_a, model_b, input_range, x_codes, eps, box, units, scales)
     out = check_output(pairing.m, output)
     return max_gap(pairing, boxes, stages, deadline, kind="difference", output=out, scale=d, units=units)

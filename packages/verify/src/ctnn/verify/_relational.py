@@ -9,17 +9,18 @@ in onnxruntime, which must reproduce the product's halves exactly.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from ._errors import BoxError, OutOfTime, WitnessError
-from ._linear import Forms
 from ._network import Network
 from ._product import common_dtype, n_outputs, product_graph
 from ._properties import OutputGap, Property, reach
 from ._replay import replay
 from ._result import GapResult, VerificationResult
+from ._split import max_search
 from ._stages import Deadline, Stages
 from ._verify import _integral, _Query, check_eps, check_sample
 
@@ -214,18 +215,15 @@ def _enumerate(
 ) -> VerificationResult:
     """Decide a small box exactly by running the product graph on every point of it (in chunks)."""
     t0 = time.perf_counter()
-    axes = [np.arange(a, b + 1) for a, b in zip(lo, hi)]
-    total = int(np.prod([len(a) for a in axes]))
+    total = int(np.prod((hi - lo + 1).astype(float)))
     stats = {"box_log2_size": round(float(np.log2(total)), 2), "enumerated": total}
     common = {"label": -1, "eps": None, "property": prop.name, "method": "enumeration", "stats": stats}
-    for start in range(0, total, ENUMERATE_CHUNK):
+    for start, grid in _chunks(lo, hi):
         if start and deadline.left() <= 0:
             stats["enumerated"] = start
             return VerificationResult(
                 "unknown", total_time_s=time.perf_counter() - t0, reason="timeout (enumeration)", **common
             )
-        flat = np.arange(start, min(start + ENUMERATE_CHUNK, total))
-        grid = np.stack([a[i] for a, i in zip(axes, np.unravel_index(flat, [len(a) for a in axes]))], -1)
         bad = np.flatnonzero(prop.violated(pairing.net.outputs(grid)))
         if len(bad):
             x = grid[int(bad[0])]
@@ -240,6 +238,39 @@ def _enumerate(
     return VerificationResult("robust", total_time_s=time.perf_counter() - t0, **common)
 
 
+def _chunks(lo: np.ndarray, hi: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """Every point of the box, as ``(index of the first, points [B, F])`` chunks of :data:`ENUMERATE_CHUNK`."""
+    axes = [np.arange(a, b + 1) for a, b in zip(lo, hi)]
+    shape = [len(a) for a in axes]
+    total = int(np.prod(shape))
+    for start in range(0, total, ENUMERATE_CHUNK):
+        flat = np.arange(start, min(start + ENUMERATE_CHUNK, total))
+        yield start, np.stack([a[i] for a, i in zip(axes, np.unravel_index(flat, shape))], -1)
+
+
+def _enumerate_gap(pairing: Pairing, boxes: list, gaps: Any, deadline: Deadline,
+                   best: tuple[int, tuple[np.ndarray, np.ndarray]]) -> tuple[Any, bool, dict[str, Any]]:  # fmt: skip
+    """The largest gap over boxes small enough to enumerate (:func:`enumerated`), every point run once:
+    ``((gap, (x, y)), complete, stats)``; not ``complete`` where the deadline came first (``gap`` is
+    then the largest seen)."""
+    t = time.perf_counter()
+    gap, witness = best
+    stats = {"enumerated": True, "points": 0, "stopped": ""}
+    for lo, hi, _ in boxes:
+        for _, grid in _chunks(lo, hi):
+            if stats["points"] and deadline.left() <= 0:
+                stats.update(stopped="time", time_s=time.perf_counter() - t)
+                return (gap, witness), False, stats
+            y = pairing.net.outputs(grid)
+            g = gaps(y)
+            k = int(np.argmax(g))
+            if g[k] > gap:
+                gap, witness = int(g[k]), (grid[k], y[k])
+            stats["points"] += len(grid)
+    stats["time_s"] = time.perf_counter() - t
+    return (gap, witness), True, stats
+
+
 def upper_gap(pairing: Pairing, boxes: list, output: int | None, deadline: float | None = None) -> int:
     """A proved bound on ``|a_j - b_j|`` over the boxes, from interval and linear bounds
     (:class:`~._errors.OutOfTime` past ``deadline``)."""
@@ -248,18 +279,22 @@ def upper_gap(pairing: Pairing, boxes: list, output: int | None, deadline: float
     for lo, hi, x0 in boxes:
         q = pairing.query(prop, lo, hi, x0)
         q.bound(linear=True, deadline=deadline)
-        out = q.bounds[q.net.output_name]
-        olo, ohi = out.lo.ravel().astype(np.int64), out.hi.ravel().astype(np.int64)
-        forms = None
-        if q.linear is not None:
-            f = q.linear.ensure(q.net.output_name)
-            n = q.linear.n
-            forms = Forms(f.LA.reshape(-1, n), f.Lc.ravel(), f.UA.reshape(-1, n), f.Uc.ravel())
-        for u, d in prop._pairs():
-            v = int(ohi[u]) - int(olo[d])
-            if forms is not None:
-                v = min(v, int(np.floor(reach(forms, u, d, q.linear.xlo, q.linear.xhi))))
-            best = max(best, v)
+        best = max(best, _gap_bound(q))
+    return best
+
+
+def _gap_bound(q: _Query) -> int:
+    """A proved bound on the output gap of ``q`` (an :class:`OutputGap` query, bounded) over its box."""
+    prop = q.prop
+    out = q.bounds[q.net.output_name]
+    olo, ohi = out.lo.ravel().astype(np.int64), out.hi.ravel().astype(np.int64)
+    forms = q.forms()
+    best = None
+    for u, d in prop._pairs():
+        v = int(ohi[u]) - int(olo[d])
+        if forms is not None:
+            v = min(v, int(np.floor(reach(forms, u, d, q.linear.xlo, q.linear.xhi))))
+        best = v if best is None else max(best, v)
     return best
 
 
@@ -286,7 +321,10 @@ def max_gap(
     units: str = "codes",
     params: dict[str, Any] | None = None,
 ) -> GapResult:
-    """The largest ``|a_j - b_j|`` over the boxes: binary search on the threshold, one query per step.
+    """The largest ``|a_j - b_j|`` over the boxes: every point once where the boxes are small enough
+    (:func:`_enumerate_gap`); else input splitting on the gap (:func:`_split_gap`, where
+    ``stages.split`` and ``stages.interval``), then a binary search on the threshold, one query per
+    step.
 
     Invariant: a replayed witness pair attains ``gap``; no pair exceeds ``bound``. A query
     ``gap > t`` with ``gap <= t < bound`` either finds a pair above ``t`` (raising ``gap``) or proves
@@ -304,24 +342,39 @@ def max_gap(
         g = int(gaps(y[None])[0])
         if g > best:
             best, witness = g, (x, y)
+    bounded = stages.interval
     try:
-        start = upper_gap(pairing, boxes, output, deadline.at) if stages.interval else _range_gap(pairing)
+        start = upper_gap(pairing, boxes, output, deadline.at) if bounded else _range_gap(pairing)
     except OutOfTime:  # graphs too large to bound in the time: the dtypes' bound, and no search
-        start = _range_gap(pairing)
+        start, bounded = _range_gap(pairing), False
     bound = max(start, best)
-    queries: list[dict[str, Any]] = []
+    split: dict[str, Any] = {}
     reason = ""
-    ceiling = bound  # thresholds at or above an undecided one are not tried again
+    if best < bound and all(enumerated(lo, hi, stages) for lo, hi, _ in boxes):
+        # every point once, where the binary search would run them once per threshold
+        (best, witness), complete, split = _enumerate_gap(pairing, boxes, gaps, deadline, (best, witness))
+        bound = best if complete else bound
+        reason = "" if complete else "the enumeration ran out of time"
+    elif bounded and stages.split and best < bound:
+        (best, witness), bound, split = _split_gap(pairing, boxes, output, deadline, (best, witness), bound)
+    queries: list[dict[str, Any]] = []
+    # thresholds at or above an undecided one are not tried again, until every one below it is
+    # settled: then it has all the time left, once. An enumeration leaves none to try.
+    ceiling = best if split.get("enumerated") else bound
+    retried = False
     overrun = 0.0  # the most a query ran past its share: encoding and solvers check their deadline coarsely
-    while best < ceiling:
+    while best < bound and not (best >= ceiling and (retried or split.get("enumerated"))):
         left = deadline.left() - overrun
         if left <= 0:
             reason = "time ran out"
             break
-        t = (best + ceiling) // 2
-        # a third of what is left per query (all of it near the end): a hard query above the true gap
-        # must not eat the budget that lower, easier thresholds could use
-        share = left if left < 3 else left / 3
+        if best < ceiling:
+            t = (best + ceiling) // 2
+            # a third of what is left per query (all of it near the end): a hard query above the true
+            # gap must not eat the budget that lower, easier thresholds could use
+            share = left if left < 3 else left / 3
+        else:
+            t, share, retried = ceiling, left, True
         tq = time.perf_counter()
         r, _ = decide_boxes(pairing, OutputGap(m, t, output), boxes, stages, deadline.within(share))
         took = time.perf_counter() - tq
@@ -335,6 +388,8 @@ def max_gap(
                     f"a witness for gap > {t} has gap {g} (proved bound {bound}): a bug in ctnn-verify"
                 )
             best, witness = g, (np.asarray(r.counterexample, np.int64), y)
+            if best > ceiling:  # the undecided threshold is passed: those above it are open again
+                ceiling = bound
         elif r.robust:
             bound = ceiling = t
         else:
@@ -359,4 +414,31 @@ def max_gap(
         total_time_s=deadline.elapsed(),
         reason=reason,
         params=params or {},
+        split=split,
     )
+
+
+#: the share of a gap search's time that input splitting may take before the binary search
+GAP_SPLIT_SHARE = 0.5
+
+
+def _split_gap(pairing: Pairing, boxes: list, output: int | None, deadline: Deadline,
+               best: tuple[int, tuple[np.ndarray, np.ndarray]], bound: int) -> tuple[Any, int, dict[str, Any]]:  # fmt: skip
+    """Input splitting on the gap (:func:`~._split.max_search`) for :data:`GAP_SPLIT_SHARE` of
+    the time: ``((gap, (x, y)), bound, stats)``, the witness ``x`` with its product output ``y``."""
+    t = time.perf_counter()
+    prop = OutputGap(pairing.m, 0, output)
+    q = pairing.query(prop, boxes[0][0], boxes[0][1])
+
+    def upper(lo: np.ndarray, hi: np.ndarray) -> tuple[int, np.ndarray]:
+        sub = q.sub(lo, hi, deadline.at)
+        return _gap_bound(sub), sub.split_weights()
+
+    def values(xs: np.ndarray) -> np.ndarray:
+        return prop.gaps(pairing.net.outputs(xs))
+
+    gap, (x, y) = best
+    (gap, x), bound, stats = max_search([(lo, hi) for lo, hi, _ in boxes], upper, values,
+                                        t + GAP_SPLIT_SHARE * deadline.left(), (gap, x), bound)  # fmt: skip
+    stats.update(gap=gap, bound=bound, time_s=time.perf_counter() - t)
+    return (gap, (x, pairing.net.outputs(x[None])[0])), bound, stats

@@ -55,7 +55,8 @@ class VerificationResult:
 
 @dataclass
 class GapResult:
-    """The largest output gap of a relational query (bias, or two graphs' difference), by binary search.
+    """The largest output gap of a relational query (bias, or two graphs' difference): input
+    splitting, then a binary search of exact queries.
 
     ``gap`` is attained by the witness pair (both inputs replayed on the reference and in
     onnxruntime); ``bound`` is proved: no pair in the query's domain differs by more.
@@ -77,6 +78,10 @@ class GapResult:
     total_time_s: float = 0.0
     reason: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    #: the stage before the binary search: input splitting (``boxes`` bounded, ``points`` run, the
+    #: ``gap`` and ``bound`` it left, ``time_s``, and why it ``stopped`` early if it did), or on
+    #: boxes small enough, every point run once (``enumerated``; no binary search follows)
+    split: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""

@@ -1,7 +1,7 @@
 """What every property's entry point hands the decision procedure: its stage options and one deadline.
 
 :class:`Stages` holds the switches the entry points share (attack, interval pass, encoding, seed,
-solver, branch and bound), so each passes one object instead of repeating them; :class:`Deadline`
+solver, branch and bound, input splitting), so each passes one object instead of repeating them; :class:`Deadline`
 is the one time limit of a whole query or search, from which every inner query takes what is left.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from ._encoder import ENCODINGS
 from ._result import VerificationResult
-from ._verify import BAB_SHARE, _decide, _Query
+from ._verify import BAB_SHARE, SPLIT_SHARE, _decide, _Query
 
 
 class Deadline:
@@ -50,6 +50,9 @@ class Stages:
     #: branch and bound where the property has margins for it (targeted attacks; argmax
     #: equivalence's robustness queries), for :data:`~._verify.BAB_SHARE` of the time
     bab: bool = True
+    #: input splitting: of a query's box before the exact stage (:data:`~._verify.SPLIT_SHARE`),
+    #: and of a gap search's boxes before its binary search (``GAP_SPLIT_SHARE``)
+    split: bool = True
 
     def __post_init__(self) -> None:
         # checked here too: a relational query on a small box is enumerated and never reaches _decide
@@ -58,5 +61,6 @@ class Stages:
 
     def decide(self, q: _Query, *, eps: Any, deadline: Deadline) -> VerificationResult:
         """Decide ``q`` by ``deadline``; the result's time counts from the deadline's start."""
-        opts = {**asdict(self), "bab": BAB_SHARE if self.bab else 0.0}
+        opts = {**asdict(self), "bab": BAB_SHARE if self.bab else 0.0,
+                "split": SPLIT_SHARE if self.split else 0.0}  # fmt: skip
         return _decide(q, eps=eps, timeout_s=deadline.timeout_s, t0=deadline.t0, **opts)

@@ -38,6 +38,8 @@ EXACT_SHARE = 0.85
 #: rest goes to the exact stage on the whole property, which decides where no one class
 #: always beats the target
 TARGETED_BAB_SHARE = 0.5
+#: input splitting's share of what is left before the exact stage, where branch and bound did not run
+SPLIT_SHARE = 0.5
 #: the attack's budget where branch and bound runs (which tries corners of every branch): on
 #: those queries, with 2 s, the attack found none of the 63 counterexamples; branch and bound all
 ATTACK_S_BAB = 0.5
@@ -115,11 +117,11 @@ class _Query:
         self._bounds: dict[str, Bounds] | None = None
         self.linear: Any = None
 
-    def sub(self, lo: np.ndarray, hi: np.ndarray) -> _Query:
-        """The same query on a sub-box, bounded."""
+    def sub(self, lo: np.ndarray, hi: np.ndarray, deadline: float | None = None) -> _Query:
+        """The same query on a sub-box, bounded (:class:`~._errors.OutOfTime` past ``deadline``)."""
         q = copy.copy(self)
         q.lo, q.hi, q.x0 = lo, hi, np.clip(self.x0, lo, hi)
-        q.bound()
+        q.bound(deadline=deadline)
         return q
 
     def bound(self, linear: bool = True, deadline: float | None = None) -> None:
@@ -193,7 +195,7 @@ def _decide(
     encoding: str,
     seed: int,
     t0: float,
-    split: float = 0.5,
+    split: float = SPLIT_SHARE,
     bab: float = BAB_SHARE,
     solver: str = "auto",
     workers: int = 1,
