@@ -25,7 +25,7 @@ from ortools.sat.python import cp_model
 
 from ctnn.quant import REFERENCE_OPS
 
-from ._cpsat import _GRACE_S, _solver
+from ._cpsat import _GRACE_S, _solver, answer, is_var, values
 from ._errors import UnsupportedError, check_deadline
 from ._interval import Bounds
 from ._network import Network
@@ -51,11 +51,6 @@ CP_OPS: dict[str, Rule] = {}
 
 
 register_cp = registrar(CP_OPS, "CP-SAT encoding")
-
-
-def is_var(v: Any) -> bool:
-    """Whether an element is a CP-SAT variable (else a Python int)."""
-    return not isinstance(v, (int, np.integer))
 
 
 def _objects(a: Any) -> np.ndarray:
@@ -251,19 +246,15 @@ class GraphModel:
             timer.cancel()
         self.stats.update(cp_status=solver.status_name(status), cp_conflicts=int(solver.num_conflicts),
                           cp_branches=int(solver.num_branches))  # fmt: skip
-        if status == cp_model.INFEASIBLE:
-            return "unsat", None, None
-        if status in (cp_model.FEASIBLE, cp_model.OPTIMAL):
-            return "sat", self.values(solver, self.inputs), self.values(solver, self.outputs)
-        return "unknown", None, None
-
-    @staticmethod
-    def values(solver: cp_model.CpSolver, elems: np.ndarray) -> np.ndarray:
-        """The elements' values in ``solver``'s solution."""
-        return np.array([solver.value(v) if is_var(v) else int(v) for v in elems], np.int64)
+        got = answer(status)
+        if got == "sat":
+            return "sat", values(solver, self.inputs), values(solver, self.outputs)
+        return got, None, None
 
 
 # -- rules ----------------------------------------------------------------------------------
+
+
 def _elementwise(fn: Callable[..., Any]) -> Rule:
     """A rule applying ``fn(graph, *elements, lo, hi)`` to each output element (inputs broadcast)."""
 

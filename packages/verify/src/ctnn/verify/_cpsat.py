@@ -206,6 +206,23 @@ def _solver(limit: float, workers: int) -> cp_model.CpSolver:
     return solver
 
 
+def answer(status: Any) -> str:
+    """A CP-SAT status as a feasibility answer: ``"sat"``, ``"unsat"`` or ``"unknown"`` (out of time)."""
+    if status == cp_model.INFEASIBLE:
+        return "unsat"
+    return "sat" if status in (cp_model.FEASIBLE, cp_model.OPTIMAL) else "unknown"
+
+
+def is_var(v: Any) -> bool:
+    """Whether an element is a CP-SAT variable (else a Python int)."""
+    return not isinstance(v, (int, np.integer))
+
+
+def values(solver: cp_model.CpSolver, elems: Any) -> np.ndarray:
+    """The elements' values in ``solver``'s solution (an int element is its own value)."""
+    return np.array([solver.value(v) if is_var(v) else int(v) for v in elems], np.int64)
+
+
 def threshold_of(label: int, other: int) -> int:
     """The least ``y[label] - y[other]`` for which ``label`` still wins: ties go to the lower
     index (numpy's argmax), so a class below ``label`` must stay strictly below it."""
@@ -215,11 +232,10 @@ def threshold_of(label: int, other: int) -> int:
 def _outcome(bounds: Any, solver: cp_model.CpSolver, status: Any, xs: list[Any], label: int, other: int,
              threshold: int) -> tuple[str, np.ndarray | None]:  # fmt: skip
     """``solver``'s answer as ``solve_margin`` returns it; a satisfying input is run on the reference."""
-    if status == cp_model.INFEASIBLE:
-        return "unsat", None
-    if status not in (cp_model.FEASIBLE, cp_model.OPTIMAL):
-        return "unknown", None
-    x = np.array([v if isinstance(v, int) else solver.value(v) for v in xs], np.int64)
+    got = answer(status)
+    if got != "sat":
+        return got, None
+    x = values(solver, xs)
     out = bounds.forward(x[None])[0]
     if not out[label] - out[other] < threshold:
         raise AssertionError(
