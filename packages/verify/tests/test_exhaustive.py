@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from verify_helpers import SMT_SOLVER, box_of, exhaustive_truth, in_range, method_of, ops_graph, wrap_graph
 
-from ctnn.quant import ReferenceInterpreter
+from ctnn.quant import ReferenceInterpreter, random_integer_mlp
 from ctnn.verify import verify_robustness
+from ctnn.verify._network import as_network
 
 # (attack, interval): the full pipeline, and the exact solver alone (nothing may decide before it)
 STAGES = [(True, True), (False, False)]
@@ -189,3 +192,21 @@ def test_unknown_names_every_class_that_wins_somewhere(tiny_nets):
             open_ = r.stats["open_classes"]
             assert winners <= set(open_) and label not in open_, (winners, open_, r)
     assert unknown  # the timeouts are short enough to leave some queries open
+
+
+def test_input_splitting_gives_up_without_a_proof():
+    """On a box it cannot prove piece by piece, splitting stops with no box proved: after
+    ``give_up`` boxes, or once ``patience`` of its time has gone (slow bounds)."""
+    from ctnn.verify._properties import LocalRobustness
+    from ctnn.verify._split import split_search
+    from ctnn.verify._verify import _Query
+
+    model = random_integer_mlp([16, 24, 24, 4], weight_bits=4, act_bits=4, in_bits=4, seed=0).to_onnx()
+    net = as_network(model, (-8, 7))
+    x0 = np.random.default_rng(0).integers(-8, 8, 16)
+    lo, hi = np.maximum(x0 - 3, -8), np.minimum(x0 + 3, 7)
+    q = _Query(net, LocalRobustness(int(np.argmax(net.outputs(x0[None])[0]))), x0, lo, hi)
+    verdict, _, n = split_search(q, time.perf_counter() + 600, give_up=12, patience=1.0)
+    assert (verdict, n) == ("open", 12)
+    verdict, _, n = split_search(q, time.perf_counter() + 600, give_up=12, patience=0.0)
+    assert (verdict, n) == ("open", 0)  # no time to wait for a proof: the solver has it all

@@ -23,18 +23,21 @@ from ._errors import OutOfTime
 
 
 def split_search(
-    q: Any, deadline: float, max_boxes: int = 1_000_000, give_up: int = 16
+    q: Any, deadline: float, max_boxes: int = 1_000_000, give_up: int = 16, patience: float = 0.1
 ) -> tuple[str, np.ndarray | None, int]:
     """``("robust"|"vulnerable"|"open", witness, boxes bounded)`` for the query ``q`` (a _Query).
 
-    After ``give_up`` boxes none of which was proved, the search stops (``"open"``): on a
-    box of hundreds of dimensions halving one at a time does not pay, and the time is the
-    solver's.
+    After ``give_up`` boxes, or ``patience`` of its time, with no box proved, the search stops
+    (``"open"``): on a box of hundreds of dimensions halving one at a time does not pay, nor on a
+    deep graph whose bounds are slow, and the time is the solver's.
     """
     stack = [(q.lo, q.hi)]
     n = proved = 0
+    start = time.perf_counter()
+    wait = patience * (deadline - start)
     while stack:
-        if time.perf_counter() > deadline or n >= max_boxes or (n >= give_up and proved == 0):
+        now = time.perf_counter()
+        if now > deadline or n >= max_boxes or (proved == 0 and (n >= give_up or now - start > wait)):
             return "open", None, n
         lo, hi = stack.pop()
         sub = q.sub(lo, hi)
