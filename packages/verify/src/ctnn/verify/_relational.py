@@ -9,7 +9,6 @@ in onnxruntime, which must reproduce the product's halves exactly.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ from ._product import common_dtype, n_outputs, product_graph
 from ._properties import OutputGap, Property, reach
 from ._replay import replay
 from ._result import GapResult, VerificationResult
-from ._split import max_search
+from ._split import box_points, max_search
 from ._stages import Deadline, Stages
 from ._verify import _integral, _Query, check_eps, check_sample
 
@@ -218,7 +217,7 @@ def _enumerate(
     total = int(np.prod((hi - lo + 1).astype(float)))
     stats = {"box_log2_size": round(float(np.log2(total)), 2), "enumerated": total}
     common = {"label": -1, "eps": None, "property": prop.name, "method": "enumeration", "stats": stats}
-    for start, grid in _chunks(lo, hi):
+    for start, grid in box_points(lo, hi, ENUMERATE_CHUNK):
         if start and deadline.left() <= 0:
             stats["enumerated"] = start
             return VerificationResult(
@@ -238,16 +237,6 @@ def _enumerate(
     return VerificationResult("robust", total_time_s=time.perf_counter() - t0, **common)
 
 
-def _chunks(lo: np.ndarray, hi: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    """Every point of the box, as ``(index of the first, points [B, F])`` chunks of :data:`ENUMERATE_CHUNK`."""
-    axes = [np.arange(a, b + 1) for a, b in zip(lo, hi)]
-    shape = [len(a) for a in axes]
-    total = int(np.prod(shape))
-    for start in range(0, total, ENUMERATE_CHUNK):
-        flat = np.arange(start, min(start + ENUMERATE_CHUNK, total))
-        yield start, np.stack([a[i] for a, i in zip(axes, np.unravel_index(flat, shape))], -1)
-
-
 def _enumerate_gap(pairing: Pairing, boxes: list, gaps: Any, deadline: Deadline,
                    best: tuple[int, tuple[np.ndarray, np.ndarray]]) -> tuple[Any, bool, dict[str, Any]]:  # fmt: skip
     """The largest gap over boxes small enough to enumerate (:func:`enumerated`), every point run once:
@@ -257,7 +246,7 @@ def _enumerate_gap(pairing: Pairing, boxes: list, gaps: Any, deadline: Deadline,
     gap, witness = best
     stats = {"enumerated": True, "points": 0, "stopped": ""}
     for lo, hi, _ in boxes:
-        for _, grid in _chunks(lo, hi):
+        for _, grid in box_points(lo, hi, ENUMERATE_CHUNK):
             if stats["points"] and deadline.left() <= 0:
                 stats.update(stopped="time", time_s=time.perf_counter() - t)
                 return (gap, witness), False, stats
@@ -360,10 +349,10 @@ def max_gap(
     queries: list[dict[str, Any]] = []
     # thresholds at or above an undecided one are not tried again, until every one below it is
     # settled: then it has all the time left, once. An enumeration leaves none to try.
-    ceiling = best if split.get("enumerated") else bound
-    retried = False
+    retried = bool(split.get("enumerated"))
+    ceiling = best if retried else bound  # never above bound
     overrun = 0.0  # the most a query ran past its share: encoding and solvers check their deadline coarsely
-    while best < bound and not (best >= ceiling and (retried or split.get("enumerated"))):
+    while best < ceiling or (best < bound and not retried):
         left = deadline.left() - overrun
         if left <= 0:
             reason = "time ran out"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -48,17 +48,32 @@ def split_search(
         centre = (lo + hi) // 2
         if q.prop.violated(q.net.outputs(centre[None]))[0]:
             return "vulnerable", centre, n
-        weight = sub.split_weights()
-        weight = np.where(hi > lo, weight, -1.0)
-        d = int(np.argmax(weight))
-        if hi[d] == lo[d]:  # a point the bound pass cannot decide: cannot happen for a sound, exact pass
+        # a point the bound pass cannot decide: cannot happen for a sound, exact pass
+        if np.array_equal(lo, hi):
             return "open", None, n
-        mid = (lo[d] + hi[d]) // 2
-        left_hi, right_lo = hi.copy(), lo.copy()
-        left_hi[d], right_lo[d] = mid, mid + 1
-        stack.append((right_lo, hi))
-        stack.append((lo, left_hi))
+        left, right = halves(lo, hi, sub.split_weights())
+        stack.append(right)
+        stack.append(left)
     return "robust", None, n
+
+
+def halves(lo: np.ndarray, hi: np.ndarray, weight: np.ndarray) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """The box ``[lo, hi]`` (not a point) cut in two at the middle of its heaviest input by ``weight``."""
+    d = int(np.argmax(np.where(hi > lo, weight, -1.0)))
+    mid = (lo[d] + hi[d]) // 2
+    left_hi, right_lo = hi.copy(), lo.copy()
+    left_hi[d], right_lo[d] = mid, mid + 1
+    return (lo, left_hi), (right_lo, hi)
+
+
+def box_points(lo: np.ndarray, hi: np.ndarray, chunk: int = 1 << 15) -> Iterator[tuple[int, np.ndarray]]:
+    """Every point of the box, as ``(index of the first, points [B, F])`` chunks of ``chunk`` points."""
+    axes = [np.arange(a, b + 1) for a, b in zip(lo, hi)]
+    shape = [len(a) for a in axes]
+    total = int(np.prod(shape))
+    for start in range(0, total, chunk):
+        flat = np.arange(start, min(start + chunk, total))
+        yield start, np.stack([a[i] for a, i in zip(axes, np.unravel_index(flat, shape))], -1)
 
 
 #: boxes with at most this many points are run point by point rather than bounded and cut again:
@@ -99,9 +114,8 @@ def max_search(
 
     def consider(lo: np.ndarray, hi: np.ndarray, cap: int) -> None:
         nonlocal value, point
-        sizes = hi - lo + 1
-        if np.prod(sizes.astype(float)) <= ENUMERATE_BOX:
-            grid = np.stack(np.meshgrid(*map(np.arange, lo, hi + 1), indexing="ij"), -1).reshape(-1, len(lo))
+        if np.prod((hi - lo + 1).astype(float)) <= ENUMERATE_BOX:
+            _, grid = next(box_points(lo, hi, ENUMERATE_BOX))
             v = values(grid)
             stats["points"] += len(grid)
             k = int(np.argmax(v))
@@ -144,13 +158,9 @@ def max_search(
             stats["stopped"] = "no progress"
             break
         cap, _, lo, hi, weight = heapq.heappop(heap)
-        d = int(np.argmax(np.where(hi > lo, weight, -1.0)))
-        mid = (lo[d] + hi[d]) // 2
-        left_hi, right_lo = hi.copy(), lo.copy()
-        left_hi[d], right_lo[d] = mid, mid + 1
         try:
-            consider(lo, left_hi, -cap)
-            consider(right_lo, hi, -cap)
+            for half in halves(lo, hi, weight):
+                consider(*half, -cap)
         except OutOfTime:  # the box's bound stands for both halves
             heapq.heappush(heap, (cap, next(order), lo, hi, weight))
             stats["stopped"] = "time"
