@@ -13,6 +13,11 @@
    domain and over the data's own range — next to the peer a sampling audit gives (flip sex on
    every pupil of the data set and take the largest change seen), and to the same search without
    input splitting (``split=False``), in the same run.
+3. Quantizations compared on real inputs: the same regressor at 8, 6 and 4 bits, two at a time.
+   The proved largest difference of the predicted scores (in real units) over every real input
+   of the data's range and of the whole domain, each graph reading its own input codes
+   (``max_difference`` with ``units="real"``: joint cells of the two input quantizers), next to
+   the sampling peer: both graphs on every pupil, the largest difference seen.
 
 Writes benchmarks/verify/results/properties.json and docs/results/verify-properties.md.
 """
@@ -106,8 +111,10 @@ def exam(bits: list[int], timeout_s: float, seed: int = 0) -> dict:
         pred = model(torch.tensor(X[te], dtype=torch.float32)).numpy().ravel()
     out = {"float_test_rmse": float(np.sqrt(np.mean((pred - y[te]) ** 2))), "n": len(X), "bits": {},
            "timeout_s": timeout_s}  # fmt: skip
+    qs = {}
     for b in bits:
         q = quantize_mlp(model, X[tr], weight_bits=b, act_bits=b, in_bits=b)
+        qs[b] = q
         onnx_model = q.to_onnx()
         codes = q.quantize_input(X).astype(np.int64)
         s_out = q.output.scale
@@ -136,7 +143,40 @@ def exam(bits: list[int], timeout_s: float, seed: int = 0) -> dict:
                                     "witness_outputs": r.witness_outputs, "split": r.split}  # fmt: skip
         out["bits"][str(b)] = res
         print(f"exam {b}-bit: {json.dumps({k: v for k, v in res.items() if 'domain' not in k})}", flush=True)
+    out["compare"] = compare_quantizations(qs, X, timeout_s)
     return out
+
+
+def compare_quantizations(qs: dict, X: np.ndarray, timeout_s: float) -> list[dict]:
+    """Each pair of bit-widths: the proved largest difference of the real predictions, and the sampled one."""
+    from ctnn.verify import max_difference
+
+    rows = []
+    for ba, bb in ((8, 6), (6, 4), (8, 4)):
+        if ba not in qs or bb not in qs:
+            continue
+        qa, qb = qs[ba], qs[bb]
+        ca, cb = (q.quantize_input(X).astype(np.int64) for q in (qa, qb))
+        ya, yb = (
+            q.output.scale * (q.forward_codes(c).ravel() - q.output.zero_point)
+            for q, c in ((qa, ca), (qb, cb))
+        )
+        row = {"bits": [ba, bb], "sampled": float(np.abs(ya - yb).max())}
+        kw = dict(units="real", scales=tuple((q.output.scale, q.output.zero_point) for q in (qa, qb)),
+                  input_quants=tuple((q.input.scale, q.input.zero_point, q.input.lo, q.input.hi) for q in (qa, qb)),
+                  timeout_s=timeout_s)  # fmt: skip
+        for where, box in (("data range", {"box": (ca.min(0), ca.max(0))}), ("domain", {})):
+            t = time.perf_counter()
+            g = max_difference(qa.to_onnx(), qb.to_onnx(), **kw, **box)
+            row[where] = {"gap": g.gap, "bound": g.bound, "exact": g.exact, "queries": len(g.queries),
+                          "time_s": time.perf_counter() - t, "witness": g.witness, "real_witness": g.real_witness,
+                          "split": g.split}  # fmt: skip
+        rows.append(row)
+        print(
+            f"exam {ba} vs {bb} bits: {json.dumps({k: v for k, v in row.items() if k != 'domain'})}",
+            flush=True,
+        )
+    return rows
 
 
 def render(res: dict) -> str:
@@ -207,6 +247,27 @@ def render(res: dict) -> str:
                     else "not run | not run | –")  # fmt: skip
             lines.append(f"| {b} | {r['int_test_rmse']:.3f} | {r['sampled_gap']} ({r['sampled_gap'] * r['output_scale']:.3f}) "
                          f"| {cell(dr)} | {cell(dm)} | {dr['time_s'] + dm['time_s']:.1f} | {peer} |")  # fmt: skip
+        lines.append("")
+    if res.get("exam", {}).get("compare"):
+        e = res["exam"]
+        lines += ["## Quantizations compared on real inputs (the exam regressor)", "",
+                  "The same regressor at two bit-widths: the largest difference of the predicted scores, in standard "
+                  "deviations of `normexam`, over every real input, each graph reading its own input codes "
+                  "(`max_difference(..., units=\"real\")` over the joint cells of the two input quantizers; "
+                  f"{e.get('timeout_s', 80):.0f} s per search). *Data range*: every real input that the first graph "
+                  "quantizes into the codes the pupils take; *whole domain*: every real input. *Sampled* (the peer, "
+                  "same run): both graphs on every pupil. A range `[gap, bound]`: the search ran out of time (a real "
+                  "input attains `gap`, `bound` is proved).", "",
+                  "| bits | sampled | proved, data range | time (s) | proved, whole domain | time (s) |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+
+        def gap(x):
+            return f"{x['gap']:.3f}" if x["exact"] else f"[{x['gap']:.3f}, {x['bound']:.3f}]"
+
+        for r in e["compare"]:
+            dr, dm = r["data range"], r["domain"]
+            lines.append(f"| {r['bits'][0]} vs {r['bits'][1]} | {r['sampled']:.3f} | {gap(dr)} | {dr['time_s']:.1f} "
+                         f"| {gap(dm)} | {dm['time_s']:.1f} |")  # fmt: skip
         lines.append("")
     return "\n".join(lines) + "\n"
 

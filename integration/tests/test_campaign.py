@@ -238,6 +238,21 @@ delta = "argmax"
             assert r["verdict"] in ("fair", "biased") and r["gap"] <= r["bound"]
         else:  # a model is argmax-equivalent to itself
             assert r["verdict"] == "equivalent"
+    # an other graph that reads its inputs on another code range: a worker compares codes, so it refuses
+    import shutil
+
+    from ctnn.quant import Sidecar, TensorQuant, write_sidecar
+
+    other = spec_dir / "six.onnx"
+    shutil.copy(spec_dir / "tiny.onnx", other)
+    quant = TensorQuant("x", [None, 4], 3, -4, 3, 0.5), TensorQuant("y", [None, 3], 4, -8, 7, 1.0)
+    write_sidecar(other, Sidecar("mlp", *quant, weight_bits=4, act_bits=4))
+    with pytest.raises(
+        ValueError, match=r"six.onnx: its inputs are codes in \[-4, 3\], the model's in \[-8, 7\]"
+    ):
+        CAMPAIGN_PROPERTIES["equivalence"].run(
+            model, x, label, {**eq, "other": str(other)}, 20.0, "z3", (-8, 7)
+        )
 
 
 def test_solver_must_be_one_verify_knows(spec_dir):

@@ -124,3 +124,32 @@ def test_the_interval_pass_stops_at_its_deadline(monkeypatch):
     r = verify_robustness(model, np.array([1, -2, 3, 0, 4, -5]), 2, input_range=(-8, 7), timeout_s=30)
     assert (r.verdict, r.method, r.reason) == ("unknown", "interval", "timeout")
     assert r.stats["open_classes"] == [j for j in range(3) if j != r.label]  # nothing was ruled out
+
+
+def test_a_lookup_table_keeps_its_index_linear_relation():
+    """``y = sum(T[x + 8] - 3x)`` with ``T[k] = 3k + 1`` is 50 on two inputs: the table is a chain of
+    its index, tabulated with the subtraction when the sum consumes it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    c = numpy_helper.from_array
+    nodes = [
+        helper.make_node("Cast", ["x"], ["x64"], to=TensorProto.INT64),
+        helper.make_node("Add", ["x64", "eight"], ["idx"]),
+        helper.make_node("Gather", ["table", "idx"], ["t"], axis=0),
+        helper.make_node("Mul", ["x64", "three"], ["x3"]),
+        helper.make_node("Sub", ["t", "x3"], ["d"]),
+        helper.make_node("ReduceSum", ["d", "axis"], ["y"], keepdims=0),
+    ]
+    inits = [
+        c(np.int64(8), "eight"),
+        c(np.int64(3), "three"),
+        c(np.array([1]), "axis"),
+        c(3 * np.arange(16, dtype=np.int64) + 1, "table"),
+    ]
+    graph = helper.make_graph(nodes, "lut", [helper.make_tensor_value_info("x", TensorProto.INT8, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT64, [1])], inits)  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    lo, hi = np.array([-8, -3]), np.array([7, 4])
+    tight = _assert_sound(model, lo, hi)["y"]
+    loose = interval_bounds(model, lo, hi, linear=False)["y"]
+    assert tight[0] == tight[1] == 50 and loose[0] < 50 < loose[1]

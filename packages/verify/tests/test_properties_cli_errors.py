@@ -98,13 +98,13 @@ def test_cli_subcommands(models, capsys):
                 str(d / "lo.npy"),
                 str(d / "hi.npy"),
                 "--json",
-                str(d / "b.json"),
+                str(d / "bias.json"),
                 *rng,
             ]
         )
         == 0
     )
-    bias = json.loads((d / "b.json").read_text())
+    bias = json.loads((d / "bias.json").read_text())
     assert bias["exact"] and bias["kind"] == "bias" and bias["witness"][0][1] != bias["witness"][1][1]
     direct = verify_bias(
         a, 1, sensitive_values=[0, 2], box=(np.load(d / "lo.npy"), np.load(d / "hi.npy")), input_range=RANGE

@@ -201,6 +201,7 @@ class Equivalence(CampaignProperty):
         from ctnn.verify import verify_argmax_equivalence, verify_equivalence
 
         other = load_model(params["other"])
+        _same_input_codes(params["other"], input_range)
         kw = dict(
             timeout_s=timeout_s, input_range=input_range, attack=params["attack"], encoding=params["encoding"]
         )
@@ -209,6 +210,22 @@ class Equivalence(CampaignProperty):
             return verify_argmax_equivalence(model, other, x, params["eps"], **kw).to_dict()
         kw.update(_solver_kwargs(verify_equivalence, solver))
         return verify_equivalence(model, other, x, params["eps"], delta=params["delta"], **kw).to_dict()
+
+
+def _same_input_codes(other: str, input_range: tuple[int, int] | None) -> None:
+    """A worker holds the model's bytes, not its sidecar, so it compares both graphs on the
+    model's input codes: refuse an ``other`` whose sidecar reads inputs on another code range."""
+    from ctnn.quant import read_sidecar, sidecar_path
+
+    if input_range is None or not sidecar_path(other).is_file():
+        return
+    q = read_sidecar(other).input
+    if (int(q.lo), int(q.hi)) != tuple(input_range):
+        raise ValueError(
+            f"{other}: its inputs are codes in [{q.lo}, {q.hi}], the model's in [{input_range[0]}, "
+            f"{input_range[1]}]: campaigns compare graphs that quantize inputs alike; compare these "
+            "with ctnn.verify.verify_equivalence on the two files, which covers every real input"
+        )
 
 
 class Vnnlib(CampaignProperty):

@@ -39,7 +39,7 @@ from ._targeted import verify_targeted
 from ._verify import interval_bounds, to_smtlib, verify_robustness
 from ._vnnlib import LinearCondition, VnnlibError, read_vnnlib, verify_vnnlib
 
-__version__ = "0.7.2"
+__version__ = "0.8.0"
 
 __all__ = [
     "verify_robustness", "to_smtlib", "interval_bounds", "VerificationResult",

@@ -180,7 +180,9 @@ def run(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     line = (
         f"{r.verdict} (decided by {r.method}) {r.property} delta {r.delta} {r.units} in {r.total_time_s:.2f}s"
     )
-    if r.verdict == "different":
+    if r.verdict == "different" and r.real_input is not None:  # each graph reads its own codes
+        line += f": real input {r.real_input} (codes {r.inputs[0]} and {r.inputs[1]}) gives {r.outputs[0]} vs {r.outputs[1]}"
+    elif r.verdict == "different":
         line += f": input {r.counterexample} gives {r.outputs[0]} vs {r.outputs[1]}"
     elif r.verdict == "unknown":
         line += f": {r.reason}"
@@ -218,6 +220,8 @@ def _gap_line(what: str, r: Any) -> str:
     line = f"{what} {r.gap} {r.units}" + (" (exact)" if r.exact else f" (proved bound {r.bound}: {r.reason})")
     if r.witness:
         line += f": {r.witness[0]} -> {r.witness_outputs[0]} vs {r.witness[1]} -> {r.witness_outputs[1]}"
+    if getattr(r, "real_witness", None) is not None:
+        line += f" (real input {r.real_witness})"
     return line + f" in {r.total_time_s:.2f}s"
 
 

@@ -7,8 +7,10 @@ Both graphs run on the same input inside one product graph (:mod:`._product`). T
     ``units="codes"`` the outputs are compared as codes; with ``units="real"`` as dequantized
     values ``scale·(q - zero_point)`` (scales and zero points from the sidecars, or given).
     The real-unit comparison is exact: each scale (a binary float) is a fraction with a
-    power-of-two denominator, so with ``D`` their common denominator the product graph compares
-    the integers ``D·s_A·(q_A - z_A)`` and ``D·s_B·(q_B - z_B)`` against ``floor(D·delta)``.
+    power-of-two denominator, so with ``D`` their common denominator the query compares the
+    integers ``D·s_A·(q_A - z_A)`` and ``D·s_B·(q_B - z_B)`` against ``floor(D·delta)``. The
+    factors ``D·s`` weigh the product graph's outputs in the property (:class:`OutputGap`), not in
+    the graph, so the solvers see codes and small constants.
 ``verify_argmax_equivalence``
     ``argmax A(x) == argmax B(x)`` everywhere (numpy argmax, ties to the lowest index).
 """
@@ -17,18 +19,16 @@ from __future__ import annotations
 
 from fractions import Fraction
 from math import lcm
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ctnn.quant import read_sidecar, sidecar_path
-
 from ._errors import BoxError, UnsupportedError, check_timeout
+from ._inputs import JointCodes, input_quant, joint_codes, same_codes, sidecar_of
 from ._layered import layers_of
 from ._network import ModelLike, Network, as_network
 from ._product import n_outputs
-from ._properties import ArgmaxAgreement, LocalRobustness, OutputGap
+from ._properties import ArgmaxAgreement, LocalRobustness
 from ._relational import Pairing, check_output, decide_boxes, enumerated, input_box, max_gap
 from ._result import EquivalenceResult, GapResult, VerificationResult
 from ._stages import Deadline, Stages
@@ -41,10 +41,34 @@ KEEP_CLASS_SHARE = 0.5
 
 
 def _networks(
-    model_a: ModelLike, model_b: ModelLike, input_range: tuple[int, int] | None
-) -> tuple[Network, Network]:
+    model_a: ModelLike, model_b: ModelLike, input_range: tuple[int, int] | None, input_quants: Any = None
+) -> tuple[Network, Network, JointCodes | None]:
+    """Both graphs, and their joint cells where they quantize one real input differently.
+
+    Where both input quantizers are known (sidecars, or ``input_quants``) and differ, ``b`` keeps
+    its own code range and the two are compared over every real input (:mod:`._inputs`);
+    otherwise ``b`` reads ``a``'s codes, on ``a``'s code range."""
     a = as_network(model_a, input_range)
-    b = as_network(model_b, a.input_range if input_range is None else input_range)
+    given = (None, None) if input_quants is None else tuple(input_quants)
+    if len(given) != 2:
+        raise BoxError(f"input_quants must be a pair (one per graph), got {input_quants!r}")
+    b = as_network(model_b)
+    qa, qb = input_quant(a, given[0]), input_quant(b, given[1])
+    joint = None
+    if same_codes(qa, qb):
+        b = as_network(model_b, a.input_range)
+    else:
+        assert qa is not None and qb is not None
+        joint = joint_codes(qa, qb)
+        b = as_network(model_b, (qb.lo, qb.hi))
+        if input_range is None:  # the codes real inputs quantize to
+            a = as_network(model_a, (qa.lo, qa.hi))
+        rlo, rhi = a.input_range
+        if rlo < qa.lo or rhi > qa.hi:
+            raise BoxError(
+                f"the input code range [{rlo}, {rhi}] of {a.source} is wider than its input quantizer's "
+                f"[{qa.lo}, {qa.hi}]: codes outside it come from no real input"
+            )
     if a.n_features != b.n_features:
         raise BoxError(
             f"the graphs take different inputs: {a.n_features} values per sample ({a.source}) and "
@@ -55,7 +79,7 @@ def _networks(
         raise UnsupportedError(
             f"the graphs have different output sizes: {ma} ({a.source}) and {mb} ({b.source})"
         )
-    return a, b
+    return a, b, joint
 
 
 def _product(
@@ -68,26 +92,35 @@ def _product(
     units: str = "codes",
     scales: Any = None,
     delta: Any = 0,
+    input_quants: Any = None,
 ) -> tuple[Pairing, list[tuple[np.ndarray, np.ndarray, None]], int, int]:
     """Both graphs on one input (the product reads every input column once, for both), the box, and
-    ``delta`` as an integer threshold over the denominator ``D`` (see :func:`_scaling`)."""
-    a, b = _networks(model_a, model_b, input_range)
+    ``delta`` as an integer threshold over the denominator ``D`` (see :func:`_scaling`).
+
+    The box is in ``model_a``'s input codes. Where the graphs quantize inputs differently, the
+    product's columns are joint cells, and the box holds every cell whose ``a`` code is in it."""
+    a, b, joint = _networks(model_a, model_b, input_range, input_quants)
     factors, zps, t, d = _scaling(a, b, units, scales, delta)
     lo, hi = input_box(a, x_codes, eps, box)
     n = a.n_features
-    return Pairing(a, b, n, np.arange(n), np.arange(n), a.input_range, factors, zps), [(lo, hi, None)], t, d
+    cols = a.input_range
+    if joint is not None:
+        lo, hi = joint.cells(lo, hi)
+        cols = (0, len(joint) - 1)
+    pairing = Pairing(a, b, n, np.arange(n), np.arange(n), cols, factors, zps, joint)
+    return pairing, [(lo, hi, None)], t, d
 
 
 def _output_quant(net: Network, given: Any) -> tuple[float, int]:
     if given is not None:
         s, z = (given, 0) if np.ndim(given) == 0 else given
         return float(s), int(z)
-    if net.source == "<model>" or not sidecar_path(net.source).is_file():
+    sc = sidecar_of(net)
+    if sc is None:
         raise BoxError(
             f"units='real' needs the output scale of {net.source}: pass scales=((s_a, z_a), (s_b, z_b)) "
             "or load the graph from a file with its sidecar"
         )
-    sc = read_sidecar(Path(net.source))
     return float(sc.output.scale), int(sc.output.zero_point)
 
 
@@ -111,15 +144,7 @@ def _scaling(a: Network, b: Network, units: str, scales: Any, delta: Any) -> tup
     fa, fb = Fraction(sa), Fraction(sb)
     d = lcm(fa.denominator, fb.denominator)
     ka, kb = int(fa * d), int(fb * d)
-    for net, k, z in ((a, ka, za), (b, kb, zb)):
-        lo = np.full(net.n_features, net.input_range[0], np.int64)
-        info = np.iinfo(np.asarray(net.reference(lo)[net.output_name]).dtype)
-        if k * (max(abs(int(info.min)), int(info.max)) + abs(z)) >= 2**61:
-            raise UnsupportedError(
-                f"exact real units need a factor {k} on the outputs of {net.source}, which can "
-                "overflow int64: compare in codes (units='codes') or use scales with shorter binary fractions"
-            )
-    return (ka, kb), (za, zb), int(np.floor(fd * d)), d
+    return (ka, kb), (za, zb), int(fd * d), d
 
 
 def verify_equivalence(
@@ -135,6 +160,7 @@ def verify_equivalence(
     output: int | None = None,
     timeout_s: float = 60.0,
     input_range: tuple[int, int] | None = None,
+    input_quants: Any = None,
     attack: bool = True,
     interval: bool = True,
     encoding: str = "optimized",
@@ -144,8 +170,11 @@ def verify_equivalence(
     """Is ``|A_j(x) - B_j(x)| <= delta`` for every output ``j`` (or ``output``) and every ``x`` in the box?
 
     The box is ``box=(lo, hi)``, or ``x_codes ± eps``, or the whole input code range (``input_range``,
-    else ``model_a``'s sidecar or input dtype). ``units`` is ``"codes"`` or ``"real"`` (see the
-    module docs; ``scales`` = ``((s_a, z_a), (s_b, z_b))`` overrides the sidecars).
+    else ``model_a``'s sidecar or input dtype), in ``model_a``'s input codes. ``units`` is
+    ``"codes"`` or ``"real"`` (see the module docs; ``scales`` = ``((s_a, z_a), (s_b, z_b))``
+    overrides the sidecars). Where the graphs quantize inputs differently (their sidecars, or
+    ``input_quants`` = ``((s_a, z_a[, lo_a, hi_a]), (s_b, z_b[, lo_b, hi_b]))``), every real input
+    that ``model_a`` quantizes into the box is covered, each graph reading its own codes of it.
 
     >>> from ctnn.quant import random_integer_mlp
     >>> from ctnn.verify import verify_equivalence
@@ -155,9 +184,11 @@ def verify_equivalence(
     """
     deadline = Deadline(check_timeout(timeout_s))
     stages = Stages(attack, interval, encoding, seed, solver)
-    pairing, boxes, t, d = _product(model_a, model_b, input_range, x_codes, eps, box, units, scales, delta)
+    pairing, boxes, t, d = _product(
+        model_a, model_b, input_range, x_codes, eps, box, units, scales, delta, input_quants
+    )
     out = check_output(pairing.m, output)
-    r, runs = decide_boxes(pairing, OutputGap(pairing.m, t, out), boxes, stages, deadline)
+    r, runs = decide_boxes(pairing, pairing.gap(t, out), boxes, stages, deadline)
     return _result(r, runs, "difference", float(delta), units, d, pairing, out, deadline)
 
 
@@ -170,6 +201,7 @@ def verify_argmax_equivalence(
     box: tuple[Any, Any] | None = None,
     timeout_s: float = 60.0,
     input_range: tuple[int, int] | None = None,
+    input_quants: Any = None,
     attack: bool = True,
     interval: bool = True,
     encoding: str = "optimized",
@@ -184,6 +216,8 @@ def verify_argmax_equivalence(
     two robustness queries with branch and bound (``bab``), in at most
     :data:`KEEP_CLASS_SHARE` of the time. Two robust verdicts prove the graphs agree
     (``stats["kept_class"]``); otherwise the product graph of the two decides in the time left.
+    The box and ``input_quants`` are as in :func:`verify_equivalence`; each graph's robustness
+    query runs on its own codes of the box.
 
     >>> from ctnn.quant import random_integer_mlp
     >>> from ctnn.verify import verify_argmax_equivalence
@@ -193,7 +227,9 @@ def verify_argmax_equivalence(
     """
     deadline = Deadline(check_timeout(timeout_s))
     stages = Stages(attack, interval, encoding, seed, solver, bab)
-    pairing, boxes, _, _ = _product(model_a, model_b, input_range, x_codes, eps, box)
+    pairing, boxes, _, _ = _product(
+        model_a, model_b, input_range, x_codes, eps, box, input_quants=input_quants
+    )
     r = _both_keep_class(pairing, *boxes[0][:2], stages, deadline)
     runs = None
     if r is None:
@@ -215,10 +251,13 @@ def _both_keep_class(
     """
     if not stages.interval or not stages.bab or enumerated(lo, hi, stages):
         return None
-    nets = (pairing.a, pairing.b)
+    # each graph on its own codes of the box (with joint cells, the codes its cells quantize to)
     x0 = lo + (hi - lo) // 2
-    c = int(np.argmax(nets[0].outputs(x0[None])[0]))
-    queries = [_Query(net, LocalRobustness(c), x0, lo, hi) for net in nets]
+    runs = [pairing.runs(v) for v in (x0, lo, hi)]
+    c = int(np.argmax(pairing.a.outputs(runs[0][0][None])[0]))
+    queries = [
+        _Query(net, LocalRobustness(c), *(r[k] for r in runs)) for k, net in enumerate((pairing.a, pairing.b))
+    ]
     if any(layers_of(q.net, q.dtypes) is None for q in queries):
         return None
     budget = KEEP_CLASS_SHARE * deadline.left() / 2
@@ -247,6 +286,7 @@ def max_difference(
     output: int | None = None,
     timeout_s: float = 60.0,
     input_range: tuple[int, int] | None = None,
+    input_quants: Any = None,
     attack: bool = True,
     interval: bool = True,
     encoding: str = "optimized",
@@ -259,6 +299,7 @@ def max_difference(
     Searched as :func:`~ctnn.verify.verify_bias` searches: input splitting (``split``), then a
     binary search of exact queries. ``timeout_s`` bounds the whole search: when it runs out,
     ``[gap, bound]`` brackets the largest difference, ``gap`` attained by the replayed witness.
+    The box, ``units``, ``scales`` and ``input_quants`` are as in :func:`verify_equivalence`.
 
     >>> from ctnn.quant import random_integer_mlp
     >>> from ctnn.verify import max_difference
@@ -268,7 +309,9 @@ def max_difference(
     """
     deadline = Deadline(check_timeout(timeout_s))
     stages = Stages(attack, interval, encoding, seed, solver, split=split)
-    pairing, boxes, _, d = _product(model_a, model_b, input_range, x_codes, eps, box, units, scales)
+    pairing, boxes, _, d = _product(
+        model_a, model_b, input_range, x_codes, eps, box, units, scales, input_quants=input_quants
+    )
     out = check_output(pairing.m, output)
     return max_gap(pairing, boxes, stages, deadline, kind="difference", output=out, scale=d, units=units)
 
@@ -278,9 +321,12 @@ def _result(
 ):
     kw: dict[str, Any] = {}
     if runs is not None:
-        diff = int(OutputGap(pairing.m, 0, output).gaps(np.atleast_2d(r.counterexample_output))[0])
+        diff = int(pairing.gap(0, output).gaps(np.atleast_2d(r.counterexample_output))[0])
+        xa, xb = pairing.runs(r.counterexample)
         kw = {
-            "counterexample": pairing.runs(r.counterexample)[0].tolist(),
+            "counterexample": xa.tolist(),
+            "inputs": (xa.tolist(), xb.tolist()),
+            "real_input": pairing.real_input(r.counterexample),
             "outputs": (runs[0].tolist(), runs[1].tolist()),
             "difference": diff / d if d != 1 else diff,
         }

@@ -3,7 +3,7 @@
 An interval forgets that two neurons share inputs; an affine form does not. Each
 element gets ``LA·x + Lc <= value <= UA·x + Uc`` for every ``x`` in the box (symbolic
 intervals, forward). Affine ops map forms exactly, one rule per op in
-:data:`LINEAR_RULES`; a univariate chain (a requantization) is tabulated by the
+:data:`LINEAR_RULES`; a univariate chain (a requantization, a lookup table) is tabulated by the
 reference over its root's interval and enclosed by two parallel lines through the
 extreme residuals, so a step function costs no precision beyond its steps; anything
 else falls back to its interval. Concretizing the forms over the box tightens the
@@ -317,6 +317,13 @@ class LinearRefiner:
             b.value = b.lo.astype(self.dtypes[name])
 
     # -- the walk -------------------------------------------------------------------------------
+    def _lut(self, node: onnx.NodeProto, attrs: dict[str, Any]) -> bool:
+        """A lookup table: a ``Gather`` from a constant 1-D table at a variable index, elementwise in it."""
+        if node.op_type != "Gather" or self.env[node.input[1]].value is not None:
+            return False
+        table = self.env[node.input[0]].value
+        return table is not None and table.ndim == 1 and attrs.get("axis", 0) in (0, -1)
+
     def before(self, node: onnx.NodeProto, attrs: dict[str, Any]) -> None:
         """Resolve the chain ends this node consumes (so its interval rule sees them tightened)."""
         self._pending = None
@@ -324,20 +331,24 @@ class LinearRefiner:
         if op in MOVES:
             return
         names = [i for i in node.input if i]
-        if op not in ELEMENTWISE:
+        lut = self._lut(node, attrs)
+        if op not in ELEMENTWISE and not lut:
             for name in names:
                 if name in self.chains and self.env[name].value is None:
                     for i in range(self.env[name].lo.size):
                         if self.chains[name].flat[i] is not None:
                             self._resolve(name, i)
             return
-        shape = np.broadcast_shapes(*[self.env[n].lo.shape for n in names])
+        # a lookup table is elementwise in its index; the whole table is one constant of the chain
+        ins = [node.input[1]] if lut else list(node.input)
+        table = [const(self.env[node.input[0]].value, self.dtypes[node.input[0]])] if lut else []
+        shape = np.broadcast_shapes(*[self.env[n].lo.shape for n in ins if n])
         maps = [None if not n else np.broadcast_to(np.arange(self.env[n].lo.size).reshape(self.env[n].lo.shape),
-                                                   shape) for n in node.input]  # fmt: skip
+                                                   shape) for n in ins]  # fmt: skip
         recs = np.full(shape, None, object)
         for idx in np.ndindex(shape):
-            origins, args = set(), []
-            for name, m in zip(node.input, maps):
+            origins, args = set(), list(table)
+            for name, m in zip(ins, maps):
                 if not name:
                     args.append(None)
                     continue
@@ -352,7 +363,7 @@ class LinearRefiner:
                 (key,) = origins
                 recs[idx] = (key[0], key[1], Rec(op, tuple(args), attrs))
             else:
-                for name, m in zip(node.input, maps):
+                for name, m in zip(ins, maps):
                     if name and name in self.chains and not self._const_elem(name, int(m[idx])):
                         if self.chains[name].flat[int(m[idx])] is not None:
                             self._resolve(name, int(m[idx]))
@@ -369,7 +380,11 @@ class LinearRefiner:
             self._move(node, attrs)
             return
         chained = None
-        if op in ELEMENTWISE and self._pending is not None and self._pending[0] is node:
+        if (
+            (op in ELEMENTWISE or self._lut(node, attrs))
+            and self._pending is not None
+            and self._pending[0] is node
+        ):
             recs = self._pending[1]
             chained = np.frompyfunc(lambda r: r is not None, 1, 1)(recs).astype(bool)
             if chained.any():

@@ -5,8 +5,9 @@ input) become ordinary output properties of a *product graph*, so every stage of
 (interval and linear bounds, the attack, box splitting, the SMT encoding, the replay of
 witnesses on the reference and in onnxruntime) applies unchanged. A product graph is in the
 integer dialect: the copies are renamed subgraphs wired to one flat input by constant
-``Gather``s, and their flattened outputs are cast to int64, optionally multiplied by an
-integer factor, and concatenated: ``y = [k_a·A(...), k_b·B(...)]``, shape ``[N, 2m]``.
+``Gather``s (each optionally followed by a constant table that turns the input's values into that
+copy's codes, see :mod:`._inputs`), and their flattened outputs are cast to int64, less an optional zero point,
+and concatenated: ``y = [A(...) - z_a, B(...) - z_b]``, shape ``[N, 2m]``.
 """
 
 from __future__ import annotations
@@ -29,9 +30,16 @@ _ONNX_DTYPE = {
 
 
 def _copy(
-    net: Network, prefix: str, x_flat: str, index: np.ndarray, factor: int, zero_point: int, batched: bool
+    net: Network,
+    prefix: str,
+    x_flat: str,
+    index: np.ndarray,
+    zero_point: int,
+    batched: bool,
+    table: np.ndarray | None = None,
 ) -> tuple[list, list, str]:
-    """Nodes and initializers of one renamed copy of ``net`` fed by ``x_flat[:, index]``; its output name."""
+    """Nodes and initializers of one renamed copy of ``net`` fed by ``x_flat[:, index]`` (through
+    ``table[...]`` if given); its output name."""
     g = net.model.graph
     p = f"{prefix}/"
     ren = {i.name: p + i.name for i in g.initializer}
@@ -49,8 +57,15 @@ def _copy(
     in_shape = [-1, *net.sample_shape[1:]] if batched else list(net.sample_shape)
     shape = numpy_helper.from_array(np.asarray(in_shape, np.int64), p + "__shape")
     cols = p + "__cols"
-    nodes = [
-        helper.make_node("Gather", [x_flat, idx.name], [cols], name=cols, axis=1),
+    nodes = [helper.make_node("Gather", [x_flat, idx.name], [cols], name=cols, axis=1)]
+    if table is not None:
+        tab = numpy_helper.from_array(np.asarray(table, np.int64), p + "__table")
+        inits.append(tab)
+        nodes.append(
+            helper.make_node("Gather", [tab.name, cols], [p + "__codes"], name=p + "__codes", axis=0)
+        )
+        cols = p + "__codes"
+    nodes += [
         helper.make_node("Reshape", [cols, shape.name], [p + "__in64"], name=p + "__in64"),
         helper.make_node(
             "Cast",
@@ -80,11 +95,6 @@ def _copy(
         inits.append(z)
         nodes.append(helper.make_node("Sub", [out, z.name], [p + "__centred"], name=p + "__centred"))
         out = p + "__centred"
-    if factor != 1:
-        k = numpy_helper.from_array(np.asarray(factor, np.int64), p + "__factor")
-        inits.append(k)
-        nodes.append(helper.make_node("Mul", [out, k.name], [p + "__scaled"], name=p + "__scaled"))
-        out = p + "__scaled"
     return nodes, inits, out
 
 
@@ -94,22 +104,22 @@ def product_graph(
     n_inputs: int,
     index_a: np.ndarray,
     index_b: np.ndarray,
-    factor_a: int = 1,
-    factor_b: int = 1,
     zero_points: tuple[int, int] = (0, 0),
     in_dtype: np.dtype | None = None,
+    tables: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
 ) -> onnx.ModelProto:
-    """One graph ``x [N, n_inputs] -> y = [k_a·(a(x[index_a]) - z_a), k_b·(b(x[index_b]) - z_b)]``.
+    """One graph ``x [N, n_inputs] -> y = [a(x[index_a]) - z_a, b(x[index_b]) - z_b]``.
 
     ``y`` is int64 ``[N, 2m]`` (``N`` is 1 unless both graphs are batched).
 
     ``index_a``/``index_b`` pick, for each flat input element of ``a``/``b``, the column of
-    ``x`` it reads (a column may feed several elements and both copies).
+    ``x`` it reads (a column may feed several elements and both copies); ``tables`` map a column's
+    value ``v`` to that copy's code ``table[v]``.
     """
     batched = a.batched and b.batched
     nodes = [helper.make_node("Cast", ["x"], ["x64"], name="x64", to=TensorProto.INT64)]
-    na, ia, ya = _copy(a, "a", "x64", index_a, factor_a, zero_points[0], batched)
-    nb, ib, yb = _copy(b, "b", "x64", index_b, factor_b, zero_points[1], batched)
+    na, ia, ya = _copy(a, "a", "x64", index_a, zero_points[0], batched, tables[0])
+    nb, ib, yb = _copy(b, "b", "x64", index_b, zero_points[1], batched, tables[1])
     nodes += na + nb + [helper.make_node("Concat", [ya, yb], ["y"], name="y", axis=1)]
     m = n_outputs(a)
     if n_outputs(b) != m:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from fractions import Fraction
 from typing import Any, ClassVar
 
 import numpy as np
@@ -230,61 +231,143 @@ class _Paired(Property):
         self.m = int(m)
 
 
+#: a weighted comparison is encoded as steps over one output's values (see
+#: :meth:`OutputGap.steps`) when that output takes at most this many values; beyond, as a product
+STEP_VALUES = 1 << 12
+#: the largest denominator of the small ratio in a weighted comparison's cut for CP-SAT
+CUT_DENOMINATOR = 1 << 10
+
+
 @register_property("gap")
 class OutputGap(_Paired):
-    """A counterexample has ``|a_j - b_j| > threshold`` for some output ``j`` (or for ``output`` only)."""
+    """A counterexample has ``|k_a·a_j - k_b·b_j| > threshold`` for some output ``j`` (or for
+    ``output`` only). The weights ``(k_a, k_b)`` (positive, default 1) compare outputs on two
+    scales exactly: in real units they are the scales over a common denominator, often near 2^52.
+    The solvers then never multiply by them: for output codes in small ranges, the comparison is
+    a handful of steps with small constants (:meth:`steps`)."""
 
-    def __init__(self, m: int, threshold: int, output: int | None = None):
+    def __init__(self, m: int, threshold: int, output: int | None = None, weights: tuple[int, int] = (1, 1)):
         super().__init__(m)
         self.threshold = int(threshold)
         self.output = None if output is None else int(output)
+        self.weights = (int(weights[0]), int(weights[1]))
+        if min(self.weights) <= 0:
+            raise ValueError(f"output gap weights must be positive, got {weights!r}")
 
     def _outputs(self) -> range | list[int]:
         return range(self.m) if self.output is None else [self.output]
 
     def _pairs(self):
-        """(upper, lower) index pairs: a counterexample has y[upper] - y[lower] > threshold for one."""
+        """(upper, lower, k_upper, k_lower): a counterexample has ``k_upper·y[upper] -
+        k_lower·y[lower] > threshold`` for one."""
+        ka, kb = self.weights
         for j in self._outputs():
-            yield j, self.m + j
-            yield self.m + j, j
+            yield j, self.m + j, ka, kb
+            yield self.m + j, j, kb, ka
+
+    def most(self, forms: Any, u: int, d: int, ku: int, kd: int, xlo: np.ndarray, xhi: np.ndarray) -> float:
+        """The most ``ku·y[u] - kd·y[d]`` can be over the box, by the outputs' affine forms; weighted,
+        a sound float bound (computed as ``kd·max((ku/kd)·y[u] - y[d])``, widened outward)."""
+        if ku == kd == 1:
+            return reach(forms, u, d, xlo, xhi)
+        r = ku / kd
+        v = max_of(r * forms.UA[u] - forms.LA[d], r * forms.Uc[u] - forms.Lc[d], xlo, xhi)
+        return kd * (v + 1e-9 * (1.0 + abs(v)))
 
     def proved_by_bounds(self, lo, hi):
         lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
-        return all(int(hi[u]) - int(lo[d]) <= self.threshold for u, d in self._pairs())
+        return all(ku * int(hi[u]) - kd * int(lo[d]) <= self.threshold for u, d, ku, kd in self._pairs())
 
     def proved_by_forms(self, forms, xlo, xhi):
-        return all(np.floor(reach(forms, u, d, xlo, xhi)) <= self.threshold for u, d in self._pairs())
+        return all(np.floor(self.most(forms, *p, xlo, xhi)) <= self.threshold for p in self._pairs())
 
     def split_weights(self, forms, xlo, xhi):
-        u, d = max(self._pairs(), key=lambda p: reach(forms, p[0], p[1], xlo, xhi))
-        return np.abs(forms.UA[u] - forms.LA[d])
+        u, d, ku, kd = max(self._pairs(), key=lambda p: self.most(forms, *p, xlo, xhi))
+        return np.abs((ku / kd) * forms.UA[u] - forms.LA[d])
 
     def gaps(self, y: np.ndarray) -> np.ndarray:
-        """Per row of a product output ``y`` [B, 2m]: the largest ``|a_j - b_j|`` over the outputs asked."""
+        """Per row of a product output ``y`` [B, 2m]: the largest ``|k_a·a_j - k_b·b_j|`` over the outputs asked."""
+        return self.gap_per_output(y).max(axis=1)
+
+    def gap_per_output(self, y: np.ndarray) -> np.ndarray:
+        """``|k_a·a_j - k_b·b_j|`` per row of ``y`` and output asked: int64, or Python ints where
+        the weighed outputs could overflow it."""
         y = np.asarray(y, np.int64)
         j = list(self._outputs())
-        return np.abs(y[:, j] - y[:, [self.m + i for i in j]]).max(axis=1)
+        ka, kb = self.weights
+        if max(ka, kb) * (int(np.abs(y).max(initial=0)) + 1) >= 2**62:
+            y = y.astype(object)
+        return np.abs(ka * y[:, j] - kb * y[:, [self.m + i for i in j]])
 
     def score(self, y):
-        return self.gaps(np.atleast_2d(y)) - self.threshold
+        g = self.gaps(np.atleast_2d(y))
+        if abs(self.threshold) >= 2**62:
+            g = g.astype(object)
+        return g - self.threshold
+
+    def steps(self, ku: int, kd: int, ulo: int, uhi: int, dlo: int, dhi: int) -> list[tuple[int, int]] | None:
+        """``ku·y[u] - kd·y[d] > threshold`` for ``y[u]`` in [ulo, uhi] and ``y[d]`` in [dlo, dhi]
+        as ``or`` of ``y[u] >= v and y[d] <= c`` over the returned ``(v, c)`` (no steps: never).
+
+        It holds iff ``y[d] <= T(y[u])`` with ``T(v) = floor((ku·v - threshold - 1) / kd)``, which
+        never falls; one step per value of ``T`` inside [dlo, dhi]. None where ``y[u]`` takes more than
+        :data:`STEP_VALUES` values."""
+        if uhi - ulo >= STEP_VALUES:
+            return None
+        out: list[tuple[int, int]] = []
+        for v in range(ulo, uhi + 1):
+            c = min((ku * v - self.threshold - 1) // kd, dhi)
+            if c >= dlo and (not out or c != out[-1][1]):
+                out.append((v, c))
+        return out
 
     def violation(self, y, lo, hi):
-        from ._bv import Sym, is_sym
+        from ._bv import Sym, bv, is_sym, width
 
         t = self.threshold
 
-        def exceeds(u: int, d: int) -> z3.BoolRef | bool:
-            # y[u] > y[d] + t, with the constant folded into the offset of y[d]
-            yd = Sym(y[d].off + t, y[d].term) if is_sym(y[d]) else int(y[d]) + t
-            return compare(">", y[u], int(lo[u]), int(hi[u]), yd, int(lo[d]) + t, int(hi[d]) + t)
+        def exceeds(u: int, d: int, ku: int, kd: int) -> z3.BoolRef | bool:
+            ulo, uhi, dlo, dhi = int(lo[u]), int(hi[u]), int(lo[d]), int(hi[d])
+            if ku == kd == 1:
+                # y[u] > y[d] + t, with the constant folded into the offset of y[d]
+                yd = Sym(y[d].off + t, y[d].term) if is_sym(y[d]) else int(y[d]) + t
+                return compare(">", y[u], ulo, uhi, yd, dlo + t, dhi + t)
+            steps = self.steps(ku, kd, ulo, uhi, dlo, dhi)
+            if steps is not None:
+                return any_of(
+                    all_of((compare(">=", y[u], ulo, uhi, v, v, v), compare("<=", y[d], dlo, dhi, c, c, c)))
+                    for v, c in steps
+                )
+            # a wide output: the products themselves, in bit-vectors wide enough for every term
+            ends = [ku * ulo, ku * uhi, kd * dlo, kd * dhi, t]
+            w = width(min(ends) - max(ends), max(ends) - min(ends)) + 1
+            return bv(y[u], w) * ku - bv(y[d], w) * kd > t
 
-        return any_of(exceeds(u, d) for u, d in self._pairs())
+        return any_of(exceeds(*p) for p in self._pairs())
 
     def cp_violation(self, g, y):
-        return g.any(g.gt(y[u], y[d], self.threshold) for u, d in self._pairs())
+        def exceeds(u: int, d: int, ku: int, kd: int) -> Any:
+            if ku == kd == 1:
+                return g.gt(y[u], y[d], self.threshold)
+            (ulo, uhi), (dlo, dhi) = g.domain(y[u]), g.domain(y[d])
+            steps = self.steps(ku, kd, ulo, uhi, dlo, dhi)
+            if steps is None:
+                return g.neg(g.le([(ku, y[u]), (-kd, y[d])], self.threshold))
+            lit = g.any(g.all((g.neg(g.le([(1, y[u])], v - 1)), g.le([(1, y[d])], c))) for v, c in steps)
+            if not isinstance(lit, bool):
+                # the steps alone relax to a weak LP; a line with small coefficients p/q near ku/kd,
+                # valid on every step's corner (the least p·y[u] - q·y[d] of a step's points), is
+                # the same cut as the one linear comparison the factors make too large to state
+                r = Fraction(ku, kd).limit_denominator(CUT_DENOMINATOR)
+                p, q = r.numerator, r.denominator
+                least = min(p * v - q * c for v, c in steps)
+                g.model.add(p * y[u] - q * y[d] >= least).only_enforce_if(lit)
+            return lit
+
+        return g.any(exceeds(*p) for p in self._pairs())
 
     def params(self):
-        return {"threshold": self.threshold, "output": self.output}
+        return {"threshold": self.threshold, "output": self.output, "weights": list(self.weights)}
 
 
 @register_property("argmax-agreement")

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from ._errors import BoxError, OutOfTime, WitnessError
+from ._inputs import JointCodes
 from ._network import Network
 from ._product import common_dtype, n_outputs, product_graph
-from ._properties import OutputGap, Property, reach
+from ._properties import OutputGap, Property
 from ._replay import replay
 from ._result import GapResult, VerificationResult
 from ._split import box_points, max_search
@@ -94,7 +95,11 @@ ENUMERATE_CHUNK = 1 << 15
 
 
 class Pairing:
-    """The product of two runs: ``a`` on ``cols[index_a]`` and ``b`` on ``cols[index_b]``."""
+    """The product of two runs: ``a`` on ``cols[index_a]`` and ``b`` on ``cols[index_b]``; with
+    ``joint``, the columns are joint cells (:mod:`._inputs`) and each run reads its codes of them.
+
+    The product's outputs are both runs' outputs less their ``zero_points``; the gaps between them
+    are weighed by ``factors`` (:meth:`gap`), outside the graph."""
 
     def __init__(
         self,
@@ -106,10 +111,12 @@ class Pairing:
         col_range: tuple[int, int],
         factors: tuple[int, int] = (1, 1),
         zero_points: tuple[int, int] = (0, 0),
+        joint: JointCodes | None = None,
     ):
         self.a, self.b = a, b
         self.index_a, self.index_b = np.asarray(index_a, np.int64), np.asarray(index_b, np.int64)
-        self.factors, self.zero_points = factors, zero_points
+        self.factors, self.zero_points, self.joint = factors, zero_points, joint
+        self.tables = (None, None) if joint is None else (joint.a, joint.b)
         self.m = n_outputs(a)
         model = product_graph(
             a,
@@ -117,12 +124,15 @@ class Pairing:
             n_cols,
             self.index_a,
             self.index_b,
-            factors[0],
-            factors[1],
-            zero_points,
+            zero_points=zero_points,
             in_dtype=common_dtype(col_range),
+            tables=self.tables,
         )
         self.net = Network(model, input_range=col_range)
+
+    def gap(self, threshold: int, output: int | None = None) -> OutputGap:
+        """The property ``|k_a·a_j - k_b·b_j| > threshold`` on the product's outputs."""
+        return OutputGap(self.m, threshold, output, self.factors)
 
     def query(self, prop: Property, lo: np.ndarray, hi: np.ndarray, x0: np.ndarray | None = None) -> _Query:
         x0 = (lo + hi) // 2 if x0 is None else np.clip(x0, lo, hi)
@@ -133,18 +143,20 @@ class Pairing:
     def runs(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The two runs' inputs for one flat product input."""
         cols = np.asarray(cols, np.int64)
-        return cols[self.index_a], cols[self.index_b]
+        xa, xb = cols[self.index_a], cols[self.index_b]
+        ta, tb = self.tables
+        return (xa if ta is None else ta[xa]), (xb if tb is None else tb[xb])
+
+    def real_input(self, cols: np.ndarray) -> list[float] | None:
+        """A real input that both runs of ``cols`` quantize from (checked), or None without joint cells."""
+        return None if self.joint is None else self.joint.real_input(np.asarray(cols, np.int64)[self.index_a])
 
     def replay_pair(self, cols: Any, y_product: Any) -> tuple[np.ndarray, np.ndarray]:
         """Run both inputs on their own graphs (reference and onnxruntime); they must match the product."""
         outs = []
         y_product = np.asarray(y_product, np.int64).ravel()
-        for net, x, half, k, z in zip(
-            (self.a, self.b),
-            self.runs(cols),
-            (y_product[: self.m], y_product[self.m :]),
-            self.factors,
-            self.zero_points,
+        for net, x, half, z in zip(
+            (self.a, self.b), self.runs(cols), (y_product[: self.m], y_product[self.m :]), self.zero_points
         ):
             y_ref = np.asarray(net.reference(x)[net.output_name])
             y_ort = np.asarray(net.onnxruntime(x))
@@ -154,10 +166,10 @@ class Pairing:
                     f"{y_ref.ravel().tolist()} vs {y_ort.ravel().tolist()} (x = {x.tolist()})"
                 )
             y = y_ref.ravel().astype(np.int64)
-            if not np.array_equal(k * (y - z), half):
+            if not np.array_equal(y - z, half):
                 raise WitnessError(
                     f"{net.source} alone gives {y.tolist()} on x = {x.tolist()}, but the product graph "
-                    f"claims {half.tolist()} (factor {k}, zero point {z}): a bug in ctnn-verify"
+                    f"claims {half.tolist()} (zero point {z}): a bug in ctnn-verify"
                 )
             outs.append(y)
         return outs[0], outs[1]
@@ -263,7 +275,7 @@ def _enumerate_gap(pairing: Pairing, boxes: list, gaps: Any, deadline: Deadline,
 def upper_gap(pairing: Pairing, boxes: list, output: int | None, deadline: float | None = None) -> int:
     """A proved bound on ``|a_j - b_j|`` over the boxes, from interval and linear bounds
     (:class:`~._errors.OutOfTime` past ``deadline``)."""
-    prop = OutputGap(pairing.m, 0, output)
+    prop = pairing.gap(0, output)
     best = 0
     for lo, hi, x0 in boxes:
         q = pairing.query(prop, lo, hi, x0)
@@ -279,23 +291,69 @@ def _gap_bound(q: _Query) -> int:
     olo, ohi = out.lo.ravel().astype(np.int64), out.hi.ravel().astype(np.int64)
     forms = q.forms()
     best = None
-    for u, d in prop._pairs():
-        v = int(ohi[u]) - int(olo[d])
+    for u, d, ku, kd in prop._pairs():
+        v = ku * int(ohi[u]) - kd * int(olo[d])
         if forms is not None:
-            v = min(v, int(np.floor(reach(forms, u, d, q.linear.xlo, q.linear.xhi))))
+            v = min(v, int(np.floor(prop.most(forms, u, d, ku, kd, q.linear.xlo, q.linear.xhi))))
         best = v if best is None else max(best, v)
     return best
 
 
-def _range_gap(pairing: Pairing) -> int:
-    """The trivial bound: the widest the two outputs can differ given their dtypes (the SMT-only search)."""
-    widths = []
-    for net, k, z in zip((pairing.a, pairing.b), pairing.factors, pairing.zero_points):
+def _output_ranges(pairing: Pairing) -> list[tuple[int, int]]:
+    """Each run's product outputs (less its zero point) can reach at most its output dtype's range."""
+    out = []
+    for net, z in zip((pairing.a, pairing.b), pairing.zero_points):
         lo = np.full(net.n_features, net.input_range[0], np.int64)
         info = np.iinfo(np.asarray(net.reference(lo)[net.output_name]).dtype)
-        widths.append((k * (int(info.min) - z), k * (int(info.max) - z)))
-    (alo, ahi), (blo, bhi) = widths
-    return max(ahi - blo, bhi - alo)
+        out.append((int(info.min) - z, int(info.max) - z))
+    return out
+
+
+def _range_gap(pairing: Pairing) -> int:
+    """The trivial bound: the widest the two outputs can differ given their dtypes (the SMT-only search)."""
+    (alo, ahi), (blo, bhi) = _output_ranges(pairing)
+    ka, kb = pairing.factors
+    return max(ka * ahi - kb * blo, kb * bhi - ka * alo)
+
+
+#: weighted gaps: the search runs over the achievable values where the two output ranges have at
+#: most this many pairs of values
+GAP_VALUES = 1 << 22
+
+
+def _gap_values(pairing: Pairing) -> np.ndarray | None:
+    """Every value ``|k_a·a - k_b·b|`` can take, sorted, where the runs' outputs are weighed
+    (``factors`` not ``(1, 1)``); None where every integer may be one, or the pairs are too many.
+
+    In real units the weights are large and the achievable gaps sparse: a binary search over them
+    takes about ``log2`` of their number of steps, where one over the integers would take ~60."""
+    if pairing.factors == (1, 1):
+        return None
+    (alo, ahi), (blo, bhi) = _output_ranges(pairing)
+    if (ahi - alo + 1) * (bhi - blo + 1) > GAP_VALUES:
+        return None
+    ka, kb = pairing.factors
+    # Python ints where the weighed outputs could overflow int64
+    dtype = object if max(ka, kb) * max(abs(alo), ahi, abs(blo), bhi) >= 2**62 else np.int64
+    a = ka * np.arange(alo, ahi + 1).astype(dtype)
+    b = kb * np.arange(blo, bhi + 1).astype(dtype)
+    return np.unique(np.abs(a[:, None] - b[None, :]))
+
+
+def _snap(values: np.ndarray | None, v: int) -> int:
+    """The largest achievable gap at or below ``v`` (``v`` itself where any integer may be one)."""
+    if values is None:
+        return v
+    i = int(np.searchsorted(values, v, side="right")) - 1
+    return int(values[i]) if i >= 0 else v
+
+
+def _threshold(values: np.ndarray | None, best: int, ceiling: int) -> int:
+    """The middle threshold in ``[best, ceiling)``: of the integers, or of the achievable gaps."""
+    if values is None:
+        return (best + ceiling) // 2
+    lo, hi = np.searchsorted(values, [best, ceiling], side="left")
+    return int(values[(lo + hi) // 2])
 
 
 def max_gap(
@@ -322,7 +380,8 @@ def max_gap(
     ``[gap, bound]`` brackets the largest gap, ``gap`` still attained by the replayed witness.
     """
     m = pairing.m
-    gaps = OutputGap(m, 0, output).gaps  # per row of product outputs
+    gaps = pairing.gap(0, output).gaps  # per row of product outputs
+    values = _gap_values(pairing)
     # the starting witness: the best box centre
     best, witness = -1, None
     for lo, hi, x0 in boxes:
@@ -346,6 +405,7 @@ def max_gap(
         reason = "" if complete else "the enumeration ran out of time"
     elif bounded and stages.split and best < bound:
         (best, witness), bound, split = _split_gap(pairing, boxes, output, deadline, (best, witness), bound)
+    bound = _snap(values, bound)
     queries: list[dict[str, Any]] = []
     # thresholds at or above an undecided one are not tried again, until every one below it is
     # settled: then it has all the time left, once. An enumeration leaves none to try.
@@ -358,14 +418,14 @@ def max_gap(
             reason = "time ran out"
             break
         if best < ceiling:
-            t = (best + ceiling) // 2
+            t = _threshold(values, best, ceiling)
             # a third of what is left per query (all of it near the end): a hard query above the true
             # gap must not eat the budget that lower, easier thresholds could use
             share = left if left < 3 else left / 3
         else:
             t, share, retried = ceiling, left, True
         tq = time.perf_counter()
-        r, _ = decide_boxes(pairing, OutputGap(m, t, output), boxes, stages, deadline.within(share))
+        r, _ = decide_boxes(pairing, pairing.gap(t, output), boxes, stages, deadline.within(share))
         took = time.perf_counter() - tq
         overrun = max(overrun, took - share)
         queries.append({"threshold": t, "verdict": r.verdict, "method": r.method, "time_s": took})
@@ -397,7 +457,8 @@ def max_gap(
         output=output,
         witness=(xa.tolist(), xb.tolist()),
         witness_outputs=(ya.tolist(), yb.tolist()),
-        witness_output=idx[int(np.argmax(np.abs(y[idx] - y[[m + j for j in idx]])))],
+        real_witness=pairing.real_input(x),
+        witness_output=idx[int(np.argmax(pairing.gap(0, output).gap_per_output(y[None])[0]))],
         units=units,
         queries=queries,
         total_time_s=deadline.elapsed(),
@@ -416,7 +477,7 @@ def _split_gap(pairing: Pairing, boxes: list, output: int | None, deadline: Dead
     """Input splitting on the gap (:func:`~._split.max_search`) for :data:`GAP_SPLIT_SHARE` of
     the time: ``((gap, (x, y)), bound, stats)``, the witness ``x`` with its product output ``y``."""
     t = time.perf_counter()
-    prop = OutputGap(pairing.m, 0, output)
+    prop = pairing.gap(0, output)
     q = pairing.query(prop, boxes[0][0], boxes[0][1])
 
     def upper(lo: np.ndarray, hi: np.ndarray) -> tuple[int, np.ndarray]:

@@ -73,6 +73,9 @@ class GapResult:
     witness: tuple[list[int], list[int]] | None = None
     witness_outputs: tuple[list[int], list[int]] | None = None
     witness_output: int | None = None
+    #: where the two graphs quantize inputs differently: a real input (one per feature) that gives
+    #: the witness's codes in both, checked by both quantizers
+    real_witness: list[float] | None = None
     units: str = "codes"
     queries: list[dict[str, Any]] = field(default_factory=list)
     total_time_s: float = 0.0
@@ -103,6 +106,10 @@ class EquivalenceResult:
     method: str
     counterexample: list[int] | None = None
     outputs: tuple[list[int], list[int]] | None = None
+    #: each graph's input codes on the counterexample (they differ where the graphs quantize
+    #: inputs differently; ``counterexample`` is the first graph's) and a real input giving both
+    inputs: tuple[list[int], list[int]] | None = None
+    real_input: list[float] | None = None
     difference: float | None = None
     units: str = "codes"
     total_time_s: float = 0.0
