@@ -295,3 +295,41 @@ def test_a_vnnlib_property_is_one_query_per_model(spec_dir, tiny_model):
     r = CAMPAIGN_PROPERTIES["vnnlib"].run(load_model(tiny_model), queries[0].x, -1, queries[0].params, 20.0, "z3",
                                           (-8, 7))  # fmt: skip
     assert r["verdict"] == "robust"  # an output of 4-bit codes never exceeds 1000
+
+
+def test_an_equivalence_campaign_compares_two_input_quantizations(spec_dir, tiny_model):
+    """The model's sidecar quantizes inputs to 4 bits, the other's to 3: the driver hands the
+    model's quantizer to the query, and the worker compares the graphs on every real input."""
+    import shutil
+
+    from ctnn.pipeline import select_samples
+    from ctnn.pipeline._campaign import generate_queries
+    from ctnn.pipeline._sweep import ResolvedModel
+    from ctnn.quant import Sidecar, TensorQuant, load_model, write_sidecar
+    from ctnn.verify import verify_equivalence
+
+    for name, bits, lo, hi, scale in (("q4", 4, -8, 7, 0.25), ("q3", 3, -4, 3, 0.5)):
+        shutil.copy(tiny_model, spec_dir / f"{name}.onnx")
+        quant = (
+            TensorQuant("x", [None, 4], bits, lo, hi, scale),
+            TensorQuant("y", [None, 3], 8, -128, 127, 1.0),
+        )
+        write_sidecar(spec_dir / f"{name}.onnx", Sidecar("mlp", *quant, weight_bits=4, act_bits=4))
+    (spec_dir / "c.toml").write_text(GOOD.replace('name = "robustness"\neps = [1, 2, 3]',
+                                                  'name = "equivalence"\neps = [1]\nother = "q3.onnx"'))  # fmt: skip
+    spec = CampaignSpec.from_toml(spec_dir / "c.toml")
+    model = ResolvedModel("q4", spec_dir / "q4.onnx")
+    samples = select_samples(spec.samples, model)
+    assert samples.input_quant == [0.25, 0, -8, 7]
+    _, queries = generate_queries(spec, [(model, "sha", None, samples)])
+    verdicts = set()
+    for q in list(queries)[:4]:
+        assert q.params["input_quant"] == [0.25, 0, -8, 7]
+        r = CAMPAIGN_PROPERTIES["equivalence"].run(load_model(model.path), q.x, q.label, q.params, 20.0, "z3",
+                                                   q.input_range)  # fmt: skip
+        direct = verify_equivalence(spec_dir / "q4.onnx", spec_dir / "q3.onnx", q.x, 1, timeout_s=20.0)
+        assert r["verdict"] == direct.verdict
+        if r["verdict"] == "different":  # each graph on its own codes of one real input
+            assert all(-4 <= v <= 3 for v in r["inputs"][1]) and len(r["real_input"]) == 4
+        verdicts.add(r["verdict"])
+    assert "different" in verdicts

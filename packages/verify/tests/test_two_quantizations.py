@@ -165,6 +165,8 @@ def test_two_quantizations_errors(tmp_path):
     a, b, sizes, qa, qb = _pair(0)
     with pytest.raises(BoxError, match="input_quants must be a pair"):
         verify_equivalence(a, b, input_quants=(qa,))
+    with pytest.raises(BoxError, match=r"an input quantization is scale, \(scale, zero_point\) or"):
+        verify_equivalence(a, b, input_quants=(qa, (0.5, 0, 3)))
     with pytest.raises(BoxError, match="scale must be positive"):
         verify_equivalence(a, b, input_quants=(qa, (0.0, 0)))
     with pytest.raises(BoxError, match=r"wider than its input quantizer's \[-4, 3\]"):

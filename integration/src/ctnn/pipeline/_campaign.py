@@ -73,6 +73,8 @@ class SampleSet:
     codes: np.ndarray
     labels: np.ndarray
     input_range: tuple[int, int] | None
+    #: the model's input quantizer ``[scale, zero_point, lo, hi]`` from its sidecar (None: none)
+    input_quant: list | None = None
 
 
 def _predict(path: Path, codes: np.ndarray, input_name: str) -> np.ndarray:
@@ -127,7 +129,8 @@ def select_samples(s: SampleSpec, model: ResolvedModel, spec_src: str = "<spec>"
         pred = _predict(model.path, codes, name)
         idx = np.flatnonzero(pred == np.asarray(labels))[: s.count]
     labs = np.asarray(labels)[idx] if labels is not None else _predict(model.path, codes[idx], name)
-    return SampleSet(idx, np.ascontiguousarray(codes[idx]), labs.astype(np.int64), rng_)
+    quant = [float(sc.input.scale), int(sc.input.zero_point), *rng_] if sc else None
+    return SampleSet(idx, np.ascontiguousarray(codes[idx]), labs.astype(np.int64), rng_, quant)
 
 
 # ---------------------------------------------------------------- queries
@@ -156,6 +159,9 @@ def generate_queries(
     def gen() -> Iterator[Query]:
         for m, sha, ref, ss in models:
             for prop, params in spec.properties:
+                if CAMPAIGN_PROPERTIES[prop].input_quant and ss.input_quant is not None:
+                    # a worker holds the graph's bytes, not its sidecar: the property gets the quantizer
+                    params = {**params, "input_quant": ss.input_quant}
                 params_json = json.dumps(params, sort_keys=True)
                 files = CAMPAIGN_PROPERTIES[prop].files  # in the key by content (their sha256), not by path
                 key_params = {k: v for k, v in params.items() if k not in files}

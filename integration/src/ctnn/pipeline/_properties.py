@@ -27,6 +27,7 @@ class CampaignProperty:
     defaults: dict[str, Any] = {}
     per_sample: bool = True  # False: one query per model and parameter set (the sample is not used)
     entry_points: tuple[str, ...] = ()  # the ctnn.verify functions it calls (checked for the solver)
+    input_quant: bool = False  # True: its params get the model's input quantizer (``input_quant``) if known
 
     def check_solver(self, solver: str, where: str) -> None:
         """Raise ValueError if an entry point cannot run ``solver`` (before any query is asked)."""
@@ -179,7 +180,9 @@ class Equivalence(CampaignProperty):
     """Do the model and ``other`` (an ONNX file) agree within ``delta`` output codes on the box?
 
     (:func:`ctnn.verify.verify_equivalence`; ``delta = "argmax"`` asks
-    :func:`ctnn.verify.verify_argmax_equivalence` instead: the same predicted class.)
+    :func:`ctnn.verify.verify_argmax_equivalence` instead: the same predicted class.) Where the
+    model's sidecar and ``other``'s give input quantizers that differ (8 against 6 bits), the two
+    are compared on every real input that the model quantizes into the box.
     """
 
     name = "equivalence"
@@ -189,6 +192,7 @@ class Equivalence(CampaignProperty):
     files = ("other",)
     required = ("eps", "other")
     defaults = {"delta": 0, "attack": True, "encoding": "optimized"}
+    input_quant = True
 
     def check(self, params: dict[str, Any], where: str) -> None:
         _nonneg_int(params, "eps", where)
@@ -200,11 +204,16 @@ class Equivalence(CampaignProperty):
         from ctnn.quant import load_model
         from ctnn.verify import verify_argmax_equivalence, verify_equivalence
 
-        other = load_model(params["other"])
-        _same_input_codes(params["other"], input_range)
+        load_model(params["other"])  # in the dialect, or a clear error
+        quant = params.get("input_quant")
+        if quant is None:
+            _same_input_codes(params["other"], input_range)
+        # the path, so that ctnn-verify reads the other's sidecar: its input quantizer
+        other = params["other"]
         kw = dict(
-            timeout_s=timeout_s, input_range=input_range, attack=params["attack"], encoding=params["encoding"]
-        )
+            timeout_s=timeout_s, input_range=input_range, attack=params["attack"], encoding=params["encoding"],
+            input_quants=(quant, None),
+        )  # fmt: skip
         if params["delta"] == "argmax":
             kw.update(_solver_kwargs(verify_argmax_equivalence, solver))
             return verify_argmax_equivalence(model, other, x, params["eps"], **kw).to_dict()
@@ -213,8 +222,8 @@ class Equivalence(CampaignProperty):
 
 
 def _same_input_codes(other: str, input_range: tuple[int, int] | None) -> None:
-    """A worker holds the model's bytes, not its sidecar, so it compares both graphs on the
-    model's input codes: refuse an ``other`` whose sidecar reads inputs on another code range."""
+    """Without the model's input quantizer (no sidecar), both graphs read the model's codes:
+    refuse an ``other`` whose sidecar reads inputs on another code range."""
     from ctnn.quant import read_sidecar, sidecar_path
 
     if input_range is None or not sidecar_path(other).is_file():
@@ -223,8 +232,7 @@ def _same_input_codes(other: str, input_range: tuple[int, int] | None) -> None:
     if (int(q.lo), int(q.hi)) != tuple(input_range):
         raise ValueError(
             f"{other}: its inputs are codes in [{q.lo}, {q.hi}], the model's in [{input_range[0]}, "
-            f"{input_range[1]}]: campaigns compare graphs that quantize inputs alike; compare these "
-            "with ctnn.verify.verify_equivalence on the two files, which covers every real input"
+            f"{input_range[1]}], and the model has no sidecar to say how real inputs become its codes"
         )
 
 
