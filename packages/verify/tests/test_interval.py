@@ -126,9 +126,8 @@ def test_the_interval_pass_stops_at_its_deadline(monkeypatch):
     assert r.stats["open_classes"] == [j for j in range(3) if j != r.label]  # nothing was ruled out
 
 
-def test_a_lookup_table_keeps_its_index_linear_relation():
-    """``y = sum(T[x + 8] - 3x)`` with ``T[k] = 3k + 1`` is 50 on two inputs: the table is a chain of
-    its index, tabulated with the subtraction when the sum consumes it."""
+def _lut_graph(reduce: bool):
+    """``d = T[x + 8] - 3x`` with ``T[k] = 3k + 1`` (25 everywhere), summed over the two inputs or not."""
     from onnx import TensorProto, helper, numpy_helper
 
     c = numpy_helper.from_array
@@ -137,19 +136,28 @@ def test_a_lookup_table_keeps_its_index_linear_relation():
         helper.make_node("Add", ["x64", "eight"], ["idx"]),
         helper.make_node("Gather", ["table", "idx"], ["t"], axis=0),
         helper.make_node("Mul", ["x64", "three"], ["x3"]),
-        helper.make_node("Sub", ["t", "x3"], ["d"]),
-        helper.make_node("ReduceSum", ["d", "axis"], ["y"], keepdims=0),
+        helper.make_node("Sub", ["t", "x3"], ["d" if reduce else "y"]),
     ]
-    inits = [
-        c(np.int64(8), "eight"),
-        c(np.int64(3), "three"),
-        c(np.array([1]), "axis"),
-        c(3 * np.arange(16, dtype=np.int64) + 1, "table"),
-    ]
+    if reduce:
+        nodes.append(helper.make_node("ReduceSum", ["d", "axis"], ["y"], keepdims=0))
+    inits = [c(np.int64(8), "eight"), c(np.int64(3), "three"), c(np.array([1]), "axis"),
+             c(3 * np.arange(16, dtype=np.int64) + 1, "table")]  # fmt: skip
     graph = helper.make_graph(nodes, "lut", [helper.make_tensor_value_info("x", TensorProto.INT8, [1, 2])],
-                              [helper.make_tensor_value_info("y", TensorProto.INT64, [1])], inits)  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+                              [helper.make_tensor_value_info("y", TensorProto.INT64, [1] if reduce else [1, 2])],
+                              inits)  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_lookup_table_keeps_its_index_linear_relation():
+    """The table is a chain of its index, tabulated with the subtraction when the sum reads it:
+    ``sum(T[x + 8] - 3x)`` is 50 on two inputs, which intervals alone do not see."""
     lo, hi = np.array([-8, -3]), np.array([7, 4])
-    tight = _assert_sound(model, lo, hi)["y"]
-    loose = interval_bounds(model, lo, hi, linear=False)["y"]
+    tight = _assert_sound(_lut_graph(True), lo, hi)["y"]
+    loose = interval_bounds(_lut_graph(True), lo, hi, linear=False)["y"]
     assert tight[0] == tight[1] == 50 and loose[0] < 50 < loose[1]
+
+
+def test_a_chain_that_ends_at_the_output_is_resolved():
+    """No op reads the graph's output: its chain is tabulated at the end of the pass."""
+    tight = _assert_sound(_lut_graph(False), np.array([-8, -3]), np.array([7, 4]))["y"]
+    assert np.all(tight[0] == 25) and np.all(tight[1] == 25)

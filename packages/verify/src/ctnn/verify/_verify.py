@@ -565,5 +565,7 @@ def interval_bounds(
     dtypes = {k: np.asarray(v).dtype for k, v in env.items()}
     shape = net.sample_shape
     box = {net.input_name: (lo.reshape(shape), hi.reshape(shape))}
-    b, _ = interval_pass(net.ref.nodes, net.ref.constants, dtypes, box, linear=linear)
+    b, refiner = interval_pass(net.ref.nodes, net.ref.constants, dtypes, box, linear=linear)
+    if refiner is not None:  # a chain that ends at the output (a requantization) has no reader to resolve it
+        refiner.ensure(net.output_name)
     return {k: (v.lo, v.hi) for k, v in b.items()}
