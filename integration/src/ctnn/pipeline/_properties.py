@@ -201,14 +201,12 @@ class Equivalence(CampaignProperty):
             raise ValueError(f'{where}: delta must be >= 0 or "argmax", got {d!r}')
 
     def run(self, model, x, label, params, timeout_s, solver, input_range):  # type: ignore[override]
-        from ctnn.quant import load_model
         from ctnn.verify import verify_argmax_equivalence, verify_equivalence
 
-        load_model(params["other"])  # in the dialect, or a clear error
         quant = params.get("input_quant")
         if quant is None:
             _same_input_codes(params["other"], input_range)
-        # the path, so that ctnn-verify reads the other's sidecar: its input quantizer
+        # the path: ctnn-verify loads and checks the graph, and reads its sidecar's input quantizer
         other = params["other"]
         kw = dict(
             timeout_s=timeout_s, input_range=input_range, attack=params["attack"], encoding=params["encoding"],

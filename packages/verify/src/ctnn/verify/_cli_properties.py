@@ -220,7 +220,7 @@ def _gap_line(what: str, r: Any) -> str:
     line = f"{what} {r.gap} {r.units}" + (" (exact)" if r.exact else f" (proved bound {r.bound}: {r.reason})")
     if r.witness:
         line += f": {r.witness[0]} -> {r.witness_outputs[0]} vs {r.witness[1]} -> {r.witness_outputs[1]}"
-    if getattr(r, "real_witness", None) is not None:
+    if r.real_witness is not None:
         line += f" (real input {r.real_witness})"
     return line + f" in {r.total_time_s:.2f}s"
 

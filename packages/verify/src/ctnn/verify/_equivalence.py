@@ -55,14 +55,15 @@ def _networks(
     b = as_network(model_b)
     qa, qb = input_quant(a, given[0]), input_quant(b, given[1])
     joint = None
+    # (re-ranging a Network copies it: the graph is not loaded and checked again)
     if same_codes(qa, qb):
-        b = as_network(model_b, a.input_range)
+        b = as_network(b, a.input_range)
     else:
         assert qa is not None and qb is not None
         joint = joint_codes(qa, qb)
-        b = as_network(model_b, (qb.lo, qb.hi))
+        b = as_network(b, (qb.lo, qb.hi))
         if input_range is None:  # the codes real inputs quantize to
-            a = as_network(model_a, (qa.lo, qa.hi))
+            a = as_network(a, (qa.lo, qa.hi))
         rlo, rhi = a.input_range
         if rlo < qa.lo or rhi > qa.hi:
             raise BoxError(

@@ -380,11 +380,7 @@ class LinearRefiner:
             self._move(node, attrs)
             return
         chained = None
-        if (
-            (op in ELEMENTWISE or self._lut(node, attrs))
-            and self._pending is not None
-            and self._pending[0] is node
-        ):
+        if self._pending is not None and self._pending[0] is node:  # only elementwise ops and tables set it
             recs = self._pending[1]
             chained = np.frompyfunc(lambda r: r is not None, 1, 1)(recs).astype(bool)
             if chained.any():

@@ -231,6 +231,12 @@ class _Paired(Property):
         self.m = int(m)
 
 
+def weighed_dtype(weight: int, magnitude: int) -> type:
+    """int64 where ``weight`` times values of at most ``magnitude`` cannot overflow it (nor their
+    difference), else Python ints (``object``)."""
+    return object if weight * magnitude >= 2**62 else np.int64
+
+
 #: a weighted comparison is encoded as steps over one output's values (see
 #: :meth:`OutputGap.steps`) when that output takes at most this many values; beyond, as a product
 STEP_VALUES = 1 << 12
@@ -292,11 +298,10 @@ class OutputGap(_Paired):
     def gap_per_output(self, y: np.ndarray) -> np.ndarray:
         """``|k_a·a_j - k_b·b_j|`` per row of ``y`` and output asked: int64, or Python ints where
         the weighed outputs could overflow it."""
-        y = np.asarray(y, np.int64)
-        j = list(self._outputs())
         ka, kb = self.weights
-        if max(ka, kb) * (int(np.abs(y).max(initial=0)) + 1) >= 2**62:
-            y = y.astype(object)
+        y = np.asarray(y, np.int64)
+        y = y.astype(weighed_dtype(max(ka, kb), int(np.abs(y).max(initial=0)) + 1))
+        j = list(self._outputs())
         return np.abs(ka * y[:, j] - kb * y[:, [self.m + i for i in j]])
 
     def score(self, y):

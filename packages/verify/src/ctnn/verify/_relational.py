@@ -17,7 +17,7 @@ from ._errors import BoxError, OutOfTime, WitnessError
 from ._inputs import JointCodes
 from ._network import Network
 from ._product import common_dtype, n_outputs, product_graph
-from ._properties import OutputGap, Property
+from ._properties import OutputGap, Property, weighed_dtype
 from ._replay import replay
 from ._result import GapResult, VerificationResult
 from ._split import box_points, max_search
@@ -116,7 +116,6 @@ class Pairing:
         self.a, self.b = a, b
         self.index_a, self.index_b = np.asarray(index_a, np.int64), np.asarray(index_b, np.int64)
         self.factors, self.zero_points, self.joint = factors, zero_points, joint
-        self.tables = (None, None) if joint is None else (joint.a, joint.b)
         self.m = n_outputs(a)
         model = product_graph(
             a,
@@ -129,6 +128,11 @@ class Pairing:
             tables=self.tables,
         )
         self.net = Network(model, input_range=col_range)
+
+    @property
+    def tables(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Each run's table from a column's value to its code (None: the value is the code)."""
+        return (None, None) if self.joint is None else (self.joint.a, self.joint.b)
 
     def gap(self, threshold: int, output: int | None = None) -> OutputGap:
         """The property ``|k_a·a_j - k_b·b_j| > threshold`` on the product's outputs."""
@@ -333,8 +337,7 @@ def _gap_values(pairing: Pairing) -> np.ndarray | None:
     if (ahi - alo + 1) * (bhi - blo + 1) > GAP_VALUES:
         return None
     ka, kb = pairing.factors
-    # Python ints where the weighed outputs could overflow int64
-    dtype = object if max(ka, kb) * max(abs(alo), ahi, abs(blo), bhi) >= 2**62 else np.int64
+    dtype = weighed_dtype(max(ka, kb), max(abs(alo), ahi, abs(blo), bhi))
     a = ka * np.arange(alo, ahi + 1).astype(dtype)
     b = kb * np.arange(blo, bhi + 1).astype(dtype)
     return np.unique(np.abs(a[:, None] - b[None, :]))
@@ -380,7 +383,8 @@ def max_gap(
     ``[gap, bound]`` brackets the largest gap, ``gap`` still attained by the replayed witness.
     """
     m = pairing.m
-    gaps = pairing.gap(0, output).gaps  # per row of product outputs
+    measure = pairing.gap(0, output)  # the gaps of product outputs, per row
+    gaps = measure.gaps
     values = _gap_values(pairing)
     # the starting witness: the best box centre
     best, witness = -1, None
@@ -458,7 +462,7 @@ def max_gap(
         witness=(xa.tolist(), xb.tolist()),
         witness_outputs=(ya.tolist(), yb.tolist()),
         real_witness=pairing.real_input(x),
-        witness_output=idx[int(np.argmax(pairing.gap(0, output).gap_per_output(y[None])[0]))],
+        witness_output=idx[int(np.argmax(measure.gap_per_output(y[None])[0]))],
         units=units,
         queries=queries,
         total_time_s=deadline.elapsed(),
