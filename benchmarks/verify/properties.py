@@ -226,10 +226,10 @@ def render(res: dict) -> str:
                   f"A ReLU MLP 4-16-1 predicts `normexam` from `standLRT`, `schavg`, `vr` and `sex` ({e['n']} pupils; "
                   f"float test RMSE {e['float_test_rmse']:.3f}). Gap: the largest change of the predicted score "
                   "when only `sex` flips, in output codes (× the output scale = in standard deviations of the "
-                  "score); *sampled*: flip sex on every pupil of the data set. *Proved*: `verify_bias`, input "
-                  "splitting on the gap then a binary search of exact queries, "
-                  f"{e.get('timeout_s', 80):.0f} s per search; *peer*: the same without input splitting "
-                  "(`split=False`: the binary search alone), in the same run. A range `[gap, bound]`: the search "
+                  "score); *sampled*: flip sex on every pupil of the data set. *Proved*: `verify_bias`, a "
+                  "coordinate ascent on the gap (since ctnn-verify 0.8.0), input splitting on the gap, then a "
+                  f"binary search of exact queries, {e.get('timeout_s', 80):.0f} s per search; *peer*: the same "
+                  "without input splitting (`split=False`: the ascent and the binary search), in the same run. A range `[gap, bound]`: the search "
                   "ran out of time (the witness pair attains `gap`, `bound` is proved).", "",
                   "| bits | int test RMSE | sampled gap | proved gap, data range | proved gap, whole domain | time (s) "
                   "| peer: data range | peer: whole domain | peer time (s) |",

@@ -313,3 +313,47 @@ def test_gap_search_on_small_boxes_runs_every_point_once():
     assert r.split["enumerated"] and r.split["points"] == 3 * 16**3, r.split  # three pairs of values
     xa, xb = (np.array(w) for w in r.witness)
     assert int(np.abs(_run(model, xa[None])[0] - _run(model, xb[None])[0]).max()) == truth
+
+
+def test_ascent_steps_over_plateaus_to_the_peak():
+    """A function of wide plateaus around one peak, over two boxes: the random sample lands on the
+    peak's plateau by chance only, one-code moves never leave a plateau, and the ascent's moves of
+    ``2^k`` codes climb to it. Out of time at once, it reports nothing."""
+    from ctnn.verify._attack import ascend
+
+    rng = np.random.default_rng(1)
+    for case in range(4):
+        n = 3 + case % 2
+        c = rng.integers(-150, 150, size=n)
+
+        def values(xs, c=c):  # plateaus 16 codes wide, the highest (100) around c
+            return 100 - (np.abs(np.asarray(xs) - c) // 16).sum(1)
+
+        boxes = [(np.full(n, -300), np.full(n, 300)), (c - 40, c + 300)]
+        value, point, stats = ascend(values, boxes, time.perf_counter() + 30, seed=case)
+        assert value == 100 == int(values(point[None])[0]), (case, value, stats)
+        assert any(np.all(lo <= point) and np.all(point <= hi) for lo, hi in boxes)
+        assert stats["rounds"] >= 2 and stats["evals"] > 1 << 16
+        assert ascend(values, boxes, time.perf_counter() - 1) == (-1, None, {"evals": 0, "rounds": 0})
+
+
+def test_gap_search_climbs_before_it_splits():
+    """On boxes too large to enumerate, the ascent's gap is attained and bounds the result from
+    below; the search then ends at the exact gap of the enumeration. Where the ascent reached it,
+    the binary search (alone, without input splitting) starts from it: every query proves a bound."""
+    lo, hi = in_range(7)
+    climbed = 0
+    for seed in range(2):
+        sizes = [3, 8, 1]
+        a = random_integer_mlp(sizes, weight_bits=6, act_bits=6, in_bits=7, seed=seed).to_onnx()
+        b = random_integer_mlp(sizes, weight_bits=6, act_bits=4, in_bits=7, seed=seed).to_onnx()
+        xs = enumerate_box(np.full(3, lo), np.full(3, hi))  # 2^21 points: above ENUMERATE_MAX
+        truth = int(np.abs(_run(a, xs) - _run(b, xs)).max())
+        for split in (True, False)[: 2 - seed]:
+            r = max_difference(a, b, input_range=(lo, hi), timeout_s=60, split=split)
+            assert r.exact and r.gap == truth, (seed, r)
+            assert r.ascent["start"] <= r.ascent["gap"] <= truth and r.ascent["evals"] >= 1 << 16, r.ascent
+            if not split and r.ascent["gap"] == truth:
+                assert r.queries and all(q["verdict"] == "robust" for q in r.queries), r.queries
+        climbed += r.ascent["gap"] == truth
+    assert climbed >= 1, climbed

@@ -1,6 +1,7 @@
 """A cheap, budgeted attack on the numpy reference: corners, then greedy coordinate ascent.
 
-A box with fewer points than the budget is searched exhaustively instead.
+A box with fewer points than the budget is searched exhaustively instead. :func:`ascend` climbs
+an integer function (a gap search's) from many random starts instead.
 
 Integer networks are piecewise constant, so gradients say little; corners of the box and
 single-coordinate moves to a bound are where label flips usually are. Whatever it finds
@@ -10,6 +11,8 @@ is replayed (reference and onnxruntime) before it is reported.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -81,3 +84,78 @@ def attack(
             if best > 0:
                 return x, evals
     return None, evals
+
+
+#: a gap ascent's random sample over all its boxes, in points
+ASCENT_SAMPLES = 1 << 16
+#: how many of the best sampled points the ascent climbs from, at most
+ASCENT_STARTS = 256
+#: the most input codes the ascent holds at once (a sample, or one round's moves): 32 MiB of int64
+ASCENT_CODES = 1 << 22
+
+
+def ascend(
+    values: Callable[[np.ndarray], np.ndarray],
+    boxes: list[tuple[np.ndarray, np.ndarray]],
+    deadline: float,
+    seed: int = 0,
+) -> tuple[int, np.ndarray | None, dict[str, Any]]:
+    """The largest integer ``values(x)`` that multi-start coordinate ascent finds over a union of boxes.
+
+    A random sample of the boxes (spread by their number of points) gives the starts; from each,
+    every move of one input by ``±2^k`` codes (up to the box's width) is tried, and the best
+    improving one taken, until no start improves or ``deadline`` passes. Where the gap of two
+    quantizations is irregular and the boxes wide, moves of one code or to a bound (the attack's)
+    stall on plateaus that longer ones step over.
+
+    Returns ``(value, point, stats)``: ``value`` is attained at ``point`` (``-1, None`` when not
+    even the sample ran in time).
+    """
+    rng = np.random.default_rng(seed)
+    stats: dict[str, Any] = {"evals": 0, "rounds": 0}
+    los = np.stack([np.asarray(lo, np.int64) for lo, _ in boxes])
+    his = np.stack([np.asarray(hi, np.int64) for _, hi in boxes])
+    logs = np.log2((his - los + 1).astype(float)).sum(1)
+    share = np.exp2(logs - logs.max())
+    n_feat = los.shape[1]
+    owner = rng.choice(len(boxes), size=min(ASCENT_SAMPLES, ASCENT_CODES // n_feat), p=share / share.sum())
+    xs = rng.integers(los[owner], his[owner] + 1)
+
+    def run(points: np.ndarray) -> np.ndarray | None:
+        """``values`` of the points in chunks, or None once the deadline has passed."""
+        out = []
+        for k in range(0, len(points), 1 << 14):
+            if time.perf_counter() > deadline:
+                return None
+            out.append(np.asarray(values(points[k : k + (1 << 14)])))
+            stats["evals"] += len(out[-1])
+        return np.concatenate(out)
+
+    v = run(xs)
+    if v is None:
+        return -1, None, stats
+    widths = (his - los).max(0)
+    scales = [1 << k for k in range(int(widths.max()).bit_length())]
+    moves = np.array([(f, s) for f in range(n_feat) for m in scales for s in (-m, m) if m <= widths[f]])
+    starts = max(1, min(ASCENT_STARTS, ASCENT_CODES // max(1, len(moves) * n_feat)))
+    top = np.argsort(-v, kind="stable")[:starts]
+    x, val, lo, hi = xs[top], v[top], los[owner[top]], his[owner[top]]
+    while len(moves):
+        cand = np.repeat(x[:, None, :], len(moves), axis=1)
+        rows = np.arange(len(moves))
+        cand[:, rows, moves[:, 0]] = np.clip(
+            cand[:, rows, moves[:, 0]] + moves[:, 1], lo[:, moves[:, 0]], hi[:, moves[:, 0]]
+        )
+        g = run(cand.reshape(-1, n_feat))
+        if g is None:
+            break
+        g = g.reshape(len(x), len(moves))
+        j = g.argmax(1)
+        gain = g[np.arange(len(x)), j] > val
+        stats["rounds"] += 1
+        if not gain.any():
+            break
+        x[gain] = cand[np.flatnonzero(gain), j[gain]]
+        val[gain] = g[gain, j[gain]]
+    k = int(np.argmax(val))
+    return int(val[k]), x[k], stats

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ._attack import ascend
 from ._errors import BoxError, OutOfTime, WitnessError
 from ._inputs import JointCodes
 from ._network import Network
@@ -372,9 +373,9 @@ def max_gap(
     params: dict[str, Any] | None = None,
 ) -> GapResult:
     """The largest ``|a_j - b_j|`` over the boxes: every point once where the boxes are small enough
-    (:func:`_enumerate_gap`); else input splitting on the gap (:func:`_split_gap`, where
-    ``stages.split`` and ``stages.interval``), then a binary search on the threshold, one query per
-    step.
+    (:func:`_enumerate_gap`); else a coordinate ascent on the gap for a witness (:func:`_ascend_gap`,
+    where ``stages.attack``), input splitting on the gap (:func:`_split_gap`, where ``stages.split``
+    and ``stages.interval``), then a binary search on the threshold, one query per step.
 
     Invariant: a replayed witness pair attains ``gap``; no pair exceeds ``bound``. A query
     ``gap > t`` with ``gap <= t < bound`` either finds a pair above ``t`` (raising ``gap``) or proves
@@ -394,6 +395,10 @@ def max_gap(
         g = int(gaps(y[None])[0])
         if g > best:
             best, witness = g, (x, y)
+    small = all(enumerated(lo, hi, stages) for lo, hi, _ in boxes)
+    ascent: dict[str, Any] = {}
+    if stages.attack and not small:
+        (best, witness), ascent = _ascend_gap(pairing, boxes, gaps, deadline, (best, witness), stages.seed)
     bounded = stages.interval
     try:
         start = upper_gap(pairing, boxes, output, deadline.at) if bounded else _range_gap(pairing)
@@ -402,7 +407,7 @@ def max_gap(
     bound = max(start, best)
     split: dict[str, Any] = {}
     reason = ""
-    if best < bound and all(enumerated(lo, hi, stages) for lo, hi, _ in boxes):
+    if best < bound and small:
         # every point once, where the binary search would run them once per threshold
         (best, witness), complete, split = _enumerate_gap(pairing, boxes, gaps, deadline, (best, witness))
         bound = best if complete else bound
@@ -469,7 +474,26 @@ def max_gap(
         reason=reason,
         params=params or {},
         split=split,
+        ascent=ascent,
     )
+
+
+#: the share of a gap search's time that its coordinate ascent may take, before input splitting
+ASCENT_SHARE = 0.05
+
+
+def _ascend_gap(pairing: Pairing, boxes: list, gaps: Any, deadline: Deadline,
+                best: tuple[int, tuple[np.ndarray, np.ndarray]], seed: int) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """The coordinate ascent on the gap (:func:`~._attack.ascend`) for :data:`ASCENT_SHARE` of the
+    time: ``((gap, (x, y)), stats)``, the better of ``best`` and what it found."""
+    t = time.perf_counter()
+    gap, witness = best
+    value, x, stats = ascend(lambda xs: gaps(pairing.net.outputs(xs)), [(lo, hi) for lo, hi, _ in boxes],
+                             t + ASCENT_SHARE * deadline.left(), seed)  # fmt: skip
+    stats.update(start=gap, gap=max(gap, value), time_s=time.perf_counter() - t)
+    if value > gap:
+        gap, witness = value, (x, pairing.net.outputs(x[None])[0])
+    return (gap, witness), stats
 
 
 #: the share of a gap search's time that input splitting may take before the binary search

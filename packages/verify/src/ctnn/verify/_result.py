@@ -85,6 +85,10 @@ class GapResult:
     #: ``gap`` and ``bound`` it left, ``time_s``, and why it ``stopped`` early if it did), or on
     #: boxes small enough, every point run once (``enumerated``; no binary search follows)
     split: dict[str, Any] = field(default_factory=dict)
+    #: the coordinate ascent on the gap before input splitting: the ``gap`` it reached (from the
+    #: boxes' centres' ``start``), the points run (``evals``), its ``rounds`` and ``time_s``;
+    #: empty where it did not run (the attack off, or boxes small enough to enumerate)
+    ascent: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
