@@ -137,3 +137,47 @@ def test_a_bound_pass_out_of_time_leaves_the_dtype_bound(monkeypatch):
     assert r.bound == 255 and not r.exact and r.total_time_s < 30
     assert r.reason.startswith(f"the gap is in [{r.gap}, 255]: ")
     _check_witness(a, b, r)
+
+
+def test_the_gap_ascent_keeps_its_deadline_on_a_slow_graph():
+    """A graph that takes 0.2 ms a point would take 13 s for the ascent's sample alone: the ascent
+    runs what fits by its deadline, in chunks sized from the rate it measures, and what it
+    reports is attained."""
+    from ctnn.verify._attack import ascend
+
+    def values(xs):
+        time.sleep(2e-4 * len(xs))
+        return np.asarray(xs).sum(1)
+
+    box = (np.full(6, -50), np.full(6, 50))
+    t = time.perf_counter()
+    value, point, stats = ascend(values, [box], t + 0.5)
+    elapsed = time.perf_counter() - t
+    assert elapsed < 0.5 * SLACK and 0 < stats["evals"] < 1 << 16, (elapsed, stats)
+    assert value == int(values(point[None])[0]) and np.all(box[0] <= point) and np.all(point <= box[1])
+
+
+def test_an_undecided_probe_leaves_the_thresholds_above_it_open(monkeypatch):
+    """The binary search's first query asks whether the witness is the largest gap. Where that one
+    threshold cannot be decided (here: every query at it says unknown), the thresholds above it
+    are still tried: the search finds the largest gap and proves it."""
+    import ctnn.verify._relational as rel
+
+    a, b = _mlp([3, 6, 1], seed=1), _mlp([3, 6, 1], act_bits=4, seed=1)
+    truth = int(np.abs(_run(a, _grid(3)) - _run(b, _grid(3))).max())
+    real = rel.decide_boxes
+    stuck: list[int] = []
+
+    def give_up_at_the_witness(pairing, prop, boxes, stages, deadline):
+        if not stuck:
+            stuck.append(prop.threshold)  # the probe
+        if prop.threshold == stuck[0]:
+            return rel._timed_out(prop, deadline, "given up (test)"), None
+        return real(pairing, prop, boxes, stages, deadline)
+
+    monkeypatch.setattr(rel, "decide_boxes", give_up_at_the_witness)
+    # the attack and input splitting off: the binary search has the whole box to itself
+    r = max_difference(a, b, input_range=(LO, HI), timeout_s=60, attack=False, split=False)
+    assert stuck and r.queries[0]["threshold"] == stuck[0] < truth and r.queries[0]["verdict"] == "unknown"
+    assert r.exact and r.gap == r.bound == truth, r
+    _check_witness(a, b, r)

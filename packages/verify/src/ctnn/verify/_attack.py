@@ -92,6 +92,9 @@ ASCENT_SAMPLES = 1 << 16
 ASCENT_STARTS = 256
 #: the most input codes the ascent holds at once (a sample, or one round's moves): 32 MiB of int64
 ASCENT_CODES = 1 << 22
+#: the ascent runs points in chunks of about this many seconds (from the rate it measures), so
+#: that on a deep graph its deadline is kept to within one chunk
+ASCENT_CHUNK_S = 0.05
 
 
 def ascend(
@@ -106,10 +109,11 @@ def ascend(
     every move of one input by ``±2^k`` codes (up to the box's width) is tried, and the best
     improving one taken, until no start improves or ``deadline`` passes. Where the gap of two
     quantizations is irregular and the boxes wide, moves of one code or to a bound (the attack's)
-    stall on plateaus that longer ones step over.
+    stall on plateaus that longer ones step over. On a graph slow to run, the sample is what fits
+    in the time, and the starts as many as let a round take a quarter of what is left.
 
     Returns ``(value, point, stats)``: ``value`` is attained at ``point`` (``-1, None`` when not
-    even the sample ran in time).
+    even one point ran in time).
     """
     rng = np.random.default_rng(seed)
     stats: dict[str, Any] = {"evals": 0, "rounds": 0}
@@ -120,24 +124,31 @@ def ascend(
     n_feat = los.shape[1]
     owner = rng.choice(len(boxes), size=min(ASCENT_SAMPLES, ASCENT_CODES // n_feat), p=share / share.sum())
     xs = rng.integers(los[owner], his[owner] + 1)
+    per_point = 0.0  # seconds, as last measured
 
-    def run(points: np.ndarray) -> np.ndarray | None:
-        """``values`` of the points in chunks, or None once the deadline has passed."""
-        out = []
-        for k in range(0, len(points), 1 << 14):
-            if time.perf_counter() > deadline:
-                return None
-            out.append(np.asarray(values(points[k : k + (1 << 14)])))
-            stats["evals"] += len(out[-1])
-        return np.concatenate(out)
+    def run(points: np.ndarray) -> np.ndarray:
+        """``values`` of the points, or of as many of the first ones as ran before the deadline."""
+        nonlocal per_point
+        out: list[np.ndarray] = []
+        k = 0
+        while k < len(points) and time.perf_counter() < deadline:
+            n = 64 if not per_point else int(np.clip(ASCENT_CHUNK_S / per_point, 64, 1 << 14))
+            t = time.perf_counter()
+            out.append(np.asarray(values(points[k : k + n])))
+            per_point = max((time.perf_counter() - t) / len(out[-1]), 1e-9)
+            k += len(out[-1])
+        stats["evals"] += k
+        return np.concatenate(out) if out else np.zeros(0, np.int64)
 
     v = run(xs)
-    if v is None:
+    if not len(v):
         return -1, None, stats
+    xs, owner = xs[: len(v)], owner[: len(v)]
     widths = (his - los).max(0)
     scales = [1 << k for k in range(int(widths.max()).bit_length())]
     moves = np.array([(f, s) for f in range(n_feat) for m in scales for s in (-m, m) if m <= widths[f]])
-    starts = max(1, min(ASCENT_STARTS, ASCENT_CODES // max(1, len(moves) * n_feat)))
+    fit = (deadline - time.perf_counter()) / 4 / (per_point * max(1, len(moves)))
+    starts = int(max(1, min(ASCENT_STARTS, ASCENT_CODES // max(1, len(moves) * n_feat), fit)))
     top = np.argsort(-v, kind="stable")[:starts]
     x, val, lo, hi = xs[top], v[top], los[owner[top]], his[owner[top]]
     while len(moves):
@@ -147,15 +158,19 @@ def ascend(
             cand[:, rows, moves[:, 0]] + moves[:, 1], lo[:, moves[:, 0]], hi[:, moves[:, 0]]
         )
         g = run(cand.reshape(-1, n_feat))
-        if g is None:
+        done = len(g) // len(moves)  # the starts whose moves all ran
+        if not done:
             break
-        g = g.reshape(len(x), len(moves))
+        g = g[: done * len(moves)].reshape(done, len(moves))
         j = g.argmax(1)
-        gain = g[np.arange(len(x)), j] > val
+        gain = np.zeros(len(x), bool)
+        gain[:done] = g[np.arange(done), j] > val[:done]
         stats["rounds"] += 1
         if not gain.any():
             break
-        x[gain] = cand[np.flatnonzero(gain), j[gain]]
-        val[gain] = g[gain, j[gain]]
+        x[gain] = cand[np.flatnonzero(gain), j[gain[:done]]]
+        val[gain] = g[gain[:done], j[gain[:done]]]
+        if done < len(x):
+            break
     k = int(np.argmax(val))
     return int(val[k]), x[k], stats
