@@ -357,3 +357,25 @@ def test_gap_search_climbs_before_it_splits():
                 assert [(q["threshold"], q["verdict"]) for q in r.queries] == [(truth, "robust")], r.queries
         climbed += r.ascent["gap"] == truth
     assert climbed >= 1, climbed
+
+
+def test_equivalence_on_a_wide_box_climbs_first():
+    """On a box too large to enumerate, ``verify_equivalence`` first runs the gap's ascent: below the
+    largest difference it answers ``different`` with a replayed witness (the ascent's, where it
+    reaches above ``delta``); at it, ``equivalent``, as enumeration says."""
+    lo, hi = in_range(7)
+    climbed = 0
+    for seed in range(2):
+        a = random_integer_mlp([3, 8, 1], weight_bits=6, act_bits=6, in_bits=7, seed=seed).to_onnx()
+        b = random_integer_mlp([3, 8, 1], weight_bits=6, act_bits=4, in_bits=7, seed=seed).to_onnx()
+        xs = enumerate_box(np.full(3, lo), np.full(3, hi))  # 2^21 points: above ENUMERATE_MAX
+        truth = int(np.abs(_run(a, xs) - _run(b, xs)).max())
+        r = verify_equivalence(a, b, input_range=(lo, hi), delta=truth - 1, timeout_s=60)
+        assert r.verdict == "different" and r.difference == truth, (seed, r)
+        ya, yb = _run(a, np.array([r.inputs[0]]))[0], _run(b, np.array([r.inputs[1]]))[0]
+        assert [ya.tolist(), yb.tolist()] == list(r.outputs) and int(np.abs(ya - yb).max()) == truth
+        climbed += r.method == "ascent" and r.stats["ascent"]["gap"] == truth
+        if seed == 0:
+            r = verify_equivalence(a, b, input_range=(lo, hi), delta=truth, timeout_s=60)
+            assert r.verdict == "equivalent" and "ascent" not in r.stats, r
+    assert climbed >= 1, climbed

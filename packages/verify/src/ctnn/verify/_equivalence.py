@@ -29,7 +29,7 @@ from ._layered import layers_of
 from ._network import ModelLike, Network, as_network
 from ._product import n_outputs
 from ._properties import ArgmaxAgreement, LocalRobustness
-from ._relational import Pairing, check_output, decide_boxes, enumerated, input_box, max_gap
+from ._relational import Pairing, ascent_witness, check_output, decide_boxes, enumerated, input_box, max_gap
 from ._result import EquivalenceResult, GapResult, VerificationResult
 from ._stages import Deadline, Stages
 from ._verify import _Query
@@ -189,7 +189,12 @@ def verify_equivalence(
         model_a, model_b, input_range, x_codes, eps, box, units, scales, delta, input_quants
     )
     out = check_output(pairing.m, output)
-    r, runs = decide_boxes(pairing, pairing.gap(t, out), boxes, stages, deadline)
+    prop = pairing.gap(t, out)
+    r = ascent_witness(pairing, prop, boxes, stages, deadline)
+    if r is not None:
+        runs = pairing.replay_pair(r.counterexample, r.counterexample_output)
+    else:
+        r, runs = decide_boxes(pairing, prop, boxes, stages, deadline)
     return _result(r, runs, "difference", float(delta), units, d, pairing, out, deadline)
 
 

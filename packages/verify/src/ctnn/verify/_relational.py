@@ -506,6 +506,29 @@ def _ascend_gap(pairing: Pairing, boxes: list, gaps: Any, deadline: Deadline,
     return (gap, witness), stats
 
 
+def ascent_witness(
+    pairing: Pairing, prop: OutputGap, boxes: list, stages: Stages, deadline: Deadline
+) -> VerificationResult | None:
+    """A replayed witness for ``prop`` (an output gap above its threshold) from the coordinate ascent
+    on the gap (:func:`_ascend_gap`), or None. It runs where the attack is on and a box is too
+    large to enumerate: on a few wide inputs (two quantizations of a regressor) it finds in a
+    second the differences the attack's one-code moves do not reach, and the exact stage runs
+    out of time on."""
+    if not stages.attack or all(enumerated(lo, hi, stages) for lo, hi, _ in boxes):
+        return None
+    t = time.perf_counter()
+    (gap, witness), stats = _ascend_gap(pairing, boxes, prop.gaps, deadline, (-1, None), stages.seed)
+    if gap <= prop.threshold:
+        return None
+    x = witness[0]
+    lo, hi = next((lo, hi) for lo, hi, _ in boxes if np.all(lo <= x) and np.all(x <= hi))
+    y = replay(pairing.net, prop, x, lo, hi)
+    return VerificationResult(
+        "vulnerable", label=-1, eps=None, property=prop.name, method="ascent", counterexample=x.tolist(),
+        counterexample_output=y.tolist(), total_time_s=time.perf_counter() - t, stats={"ascent": stats},
+    )  # fmt: skip
+
+
 #: the share of a gap search's time that input splitting may take before the binary search
 GAP_SPLIT_SHARE = 0.5
 
