@@ -31,6 +31,7 @@ from ._program import IntervalOps, NumpyOps, OnnxOps, ProgramModel, Rq, check_pr
 from ._qdq import QDQImportError, import_qdq
 from ._recurrent import RECURRENT_FAMILIES, IntegerRecurrent, Requant
 from ._reference import REFERENCE_OPS, ReferenceInterpreter, register_op, run_reference
+from ._registry import registrar
 from ._samples import SampleFileError, read_arrays, read_codes, write_samples
 from ._semantics import (
     BitWidthError,
@@ -90,7 +91,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "MIN_OPSET", "SUPPORTED_OPS", "DialectError", "GraphSummary", "as_model", "check_model",
     "initializers", "load_model", "GraphBuilder", "IntegerDense", "IntegerMLP",
-    "random_integer_mlp", "REFERENCE_OPS", "ReferenceInterpreter", "register_op",
+    "random_integer_mlp", "REFERENCE_OPS", "ReferenceInterpreter", "register_op", "registrar",
     "run_reference", "BitWidthError", "check_bits", "container_dtype", "quantize_multiplier",
     "requantize", "round_div", "signed_range", "trunc_div", "Sidecar", "TensorQuant",
     "read_sidecar", "input_code_range", "sha256_file", "sidecar_path", "write_sidecar", "LUT_FUNCTIONS", "apply_lut",

@@ -16,6 +16,7 @@ import onnx
 from onnx import helper
 
 from ._dialect import ALLOWED_TYPES, DialectError, as_model, initializers
+from ._registry import registrar
 from ._semantics import trunc_div
 
 OpFn = Callable[[list[np.ndarray | None], dict[str, Any]], list[np.ndarray]]
@@ -24,14 +25,8 @@ OpFn = Callable[[list[np.ndarray | None], dict[str, Any]], list[np.ndarray]]
 REFERENCE_OPS: dict[str, OpFn] = {}
 
 
-def register_op(name: str) -> Callable[[OpFn], OpFn]:
-    """Register the reference semantics of one ONNX op."""
-
-    def deco(fn: OpFn) -> OpFn:
-        REFERENCE_OPS[name] = fn
-        return fn
-
-    return deco
+#: ``@register_op("Add", ...)``: file the decorated function as the reference semantics of the ops
+register_op = registrar(REFERENCE_OPS, "reference semantics")
 
 
 def _i64(a: np.ndarray) -> np.ndarray:

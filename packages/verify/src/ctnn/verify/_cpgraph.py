@@ -23,14 +23,13 @@ from typing import Any
 import numpy as np
 from ortools.sat.python import cp_model
 
-from ctnn.quant import REFERENCE_OPS
+from ctnn.quant import REFERENCE_OPS, registrar
 
 from ._cpsat import _GRACE_S, _solver, answer, is_var, values
 from ._errors import UnsupportedError, check_deadline
 from ._interval import Bounds
 from ._network import Network
 from ._properties import fold
-from ._registry import registrar
 
 #: the most a value may reach: CP-SAT's integers are int64, and its linear sums need headroom
 LIMIT = 2**53

@@ -21,10 +21,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from ctnn.quant import REFERENCE_OPS
+from ctnn.quant import REFERENCE_OPS, registrar
 
 from ._errors import UnsupportedError, check_deadline
-from ._registry import registrar
 
 _BIG = 1 << 62
 

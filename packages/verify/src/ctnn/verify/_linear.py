@@ -24,11 +24,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ctnn.quant import REFERENCE_OPS
+from ctnn.quant import REFERENCE_OPS, registrar
 
 from ._chains import ELEMENTWISE, MOVES, ROOT, Rec, const, tabulate
 from ._interval import Bounds, reduce_axes
-from ._registry import registrar
 
 _LIMIT = float(1 << 62)
 

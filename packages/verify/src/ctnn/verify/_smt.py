@@ -19,12 +19,11 @@ import onnx
 import z3
 from onnx import TensorProto
 
-from ctnn.quant import REFERENCE_OPS
+from ctnn.quant import REFERENCE_OPS, registrar
 
 from ._bv import Sym, as_bool, bv, bvval, compare, is_sym, scaled, select, sge, step_chain, width
 from ._errors import UnsupportedError
 from ._interval import Bounds, reduce_axes
-from ._registry import registrar
 
 
 @dataclass

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ctnn.quant import registrar
+
 from .._errors import DeployError
 
 
@@ -226,13 +228,7 @@ Rule = Callable[[Builder, Any, list[Any]], Any]
 HDL_OPS: dict[str, Rule] = {}
 
 
-def hdl_op(*names: str) -> Callable[[Rule], Rule]:
-    def deco(fn: Rule) -> Rule:
-        for n in names:
-            HDL_OPS[n] = fn
-        return fn
-
-    return deco
+hdl_op = registrar(HDL_OPS, "HDL rule", ops="Relax")
 
 
 def _ints(x: Any) -> list[int]:
