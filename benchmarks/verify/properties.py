@@ -198,7 +198,7 @@ def render(res: dict) -> str:
                   "bounds, attack, box splitting, then the exact stage: CP-SAT on the whole graph since ctnn-verify 0.7.0, "
                   "SMT before, in git history). *bias*: the first feature is the sensitive attribute at every "
                   "step (codes −2 vs 2); *max-difference*: the largest output gap between two random cells of the "
-                  "family (input splitting on the gap, then a binary search of exact queries). Cell: verdict and seconds (`—`: undecided at the timeout; "
+                  "family (a coordinate ascent on the gap since ctnn-verify 0.8.0, input splitting on the gap, then a binary search of exact queries, whose first now asks whether the witness is the largest). Cell: verdict and seconds (`—`: undecided at the timeout; "
                   "*late*: decided, but the whole search overran the per-query timeout by more than a stage "
                   "checks its clock).", ""]  # fmt: skip
         props = list(dict.fromkeys(r["property"] for r in rows))
