@@ -14,6 +14,7 @@ import itertools
 import time
 
 import numpy as np
+from verify_helpers import enumerate_box, in_range
 
 from ctnn.quant import ReferenceInterpreter, random_integer_mlp
 from ctnn.verify import max_difference, verify_bias, verify_equivalence
@@ -181,3 +182,29 @@ def test_an_undecided_probe_leaves_the_thresholds_above_it_open(monkeypatch):
     assert stuck and r.queries[0]["threshold"] == stuck[0] < truth and r.queries[0]["verdict"] == "unknown"
     assert r.exact and r.gap == r.bound == truth, r
     _check_witness(a, b, r)
+
+
+def test_an_undecided_probe_at_the_answer_is_not_asked_again_halfway(monkeypatch):
+    """Where the ascent found the largest gap and its query cannot be decided, the thresholds
+    above it are proved one by one; when halving comes back down to the witness, the probe's
+    query is not run again there, only once more at the end with all the time left."""
+    import ctnn.verify._relational as rel
+
+    lo, hi = in_range(7)
+    a = random_integer_mlp([3, 8, 1], weight_bits=6, act_bits=6, in_bits=7, seed=0).to_onnx()
+    b = random_integer_mlp([3, 8, 1], weight_bits=6, act_bits=4, in_bits=7, seed=0).to_onnx()
+    xs = enumerate_box(np.full(3, lo), np.full(3, hi))
+    truth = int(np.abs(_run(a, xs) - _run(b, xs)).max())
+    real = rel.decide_boxes
+
+    def give_up_at_the_answer(pairing, prop, boxes, stages, deadline):
+        if prop.threshold == truth:
+            return rel._timed_out(prop, deadline, "given up (test)"), None
+        return real(pairing, prop, boxes, stages, deadline)
+
+    monkeypatch.setattr(rel, "decide_boxes", give_up_at_the_answer)
+    r = max_difference(a, b, input_range=(lo, hi), timeout_s=60, split=False)
+    assert r.ascent["gap"] == r.gap == truth and r.bound == truth + 1, r
+    asked = [q["threshold"] for q in r.queries]
+    assert asked[0] == asked[-1] == truth and asked.count(truth) == 2, r.queries
+    assert all(q["verdict"] == "robust" for q in r.queries[1:-1]), r.queries

@@ -425,6 +425,7 @@ def max_gap(
     # splitting found it, one proof ends the search, where bisection from it takes about
     # log2(bound - gap) of them; a larger gap found instead raises the lower end as a step would
     probe = PROBE_FIRST and best < ceiling
+    asked: int | None = None  # the probe's threshold, where it was undecided
     while best < ceiling or (best < bound and not retried):
         left = deadline.left() - overrun
         if left <= 0:
@@ -434,6 +435,9 @@ def max_gap(
             t, share = best, (left if left < 3 else left / 3)
         elif best < ceiling:
             t = _threshold(values, best, ceiling)
+            if t == asked:  # the probe's query, undecided: it caps now, and is retried last
+                ceiling, asked = t, None
+                continue
             # a third of what is left per query (all of it near the end): a hard query above the true
             # gap must not eat the budget that lower, easier thresholds could use
             share = left if left < 3 else left / 3
@@ -458,6 +462,9 @@ def max_gap(
             bound = ceiling = t
         elif not probe:  # an undecided probe caps nothing: the thresholds above the witness stay open
             ceiling = t
+            reason = f"query gap > {t} undecided ({r.reason})"
+        else:
+            asked = t
             reason = f"query gap > {t} undecided ({r.reason})"
         probe = False
     reason = "" if best == bound else f"the gap is in [{best}, {bound}]: {reason or 'time ran out'}"
