@@ -1,7 +1,7 @@
 """A cheap, budgeted attack on the numpy reference: corners, then greedy coordinate ascent.
 
 A box with fewer points than the budget is searched exhaustively instead. :func:`ascend` climbs
-an integer function (a gap search's) from many random starts instead.
+an integer function (a gap search's) from many random starts, by moves of ``±2^k`` codes.
 
 Integer networks are piecewise constant, so gradients say little; corners of the box and
 single-coordinate moves to a bound are where label flips usually are. Whatever it finds

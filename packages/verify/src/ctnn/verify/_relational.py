@@ -397,7 +397,7 @@ def max_gap(
             best, witness = g, (x, y)
     small = all(enumerated(lo, hi, stages) for lo, hi, _ in boxes)
     ascent: dict[str, Any] = {}
-    if stages.attack and not small:
+    if _climbs(boxes, stages):
         (best, witness), ascent = _ascend_gap(pairing, boxes, gaps, deadline, (best, witness), stages.seed)
     bounded = stages.interval
     try:
@@ -460,12 +460,12 @@ def max_gap(
                 ceiling = bound
         elif r.robust:
             bound = ceiling = t
-        elif not probe:  # an undecided probe caps nothing: the thresholds above the witness stay open
-            ceiling = t
-            reason = f"query gap > {t} undecided ({r.reason})"
         else:
-            asked = t
             reason = f"query gap > {t} undecided ({r.reason})"
+            if probe:  # an undecided probe caps nothing: the thresholds above the witness stay open
+                asked = t
+            else:
+                ceiling = t
         probe = False
     reason = "" if best == bound else f"the gap is in [{best}, {bound}]: {reason or 'time ran out'}"
     x, y = witness
@@ -499,6 +499,11 @@ PROBE_FIRST = True
 ASCENT_SHARE = 0.05
 
 
+def _climbs(boxes: list, stages: Stages) -> bool:
+    """Whether the gap's ascent runs: with the attack on, where a box is too large to enumerate."""
+    return stages.attack and not all(enumerated(lo, hi, stages) for lo, hi, _ in boxes)
+
+
 def _ascend_gap(pairing: Pairing, boxes: list, gaps: Any, deadline: Deadline,
                 best: tuple[int, tuple[np.ndarray, np.ndarray]], seed: int) -> tuple[Any, dict[str, Any]]:  # fmt: skip
     """The coordinate ascent on the gap (:func:`~._attack.ascend`) for :data:`ASCENT_SHARE` of the
@@ -521,7 +526,7 @@ def ascent_witness(
     large to enumerate: on a few wide inputs (two quantizations of a regressor) it finds in a
     second the differences the attack's one-code moves do not reach, and the exact stage runs
     out of time on."""
-    if not stages.attack or all(enumerated(lo, hi, stages) for lo, hi, _ in boxes):
+    if not _climbs(boxes, stages):
         return None
     t = time.perf_counter()
     (gap, witness), stats = _ascend_gap(pairing, boxes, prop.gaps, deadline, (-1, None), stages.seed)
